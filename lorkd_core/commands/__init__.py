@@ -1,0 +1,1 @@
+"""One module per ``lorkd`` subcommand (see lorkd_core/cli.py)."""
