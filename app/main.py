@@ -1,18 +1,106 @@
-"""Entry point of ``lorkd-studio``."""
+"""Entry point of ``lorkd-studio``.
+
+Startup imports only Qt and the app's own modules; torch is imported on the worker thread when the first
+task needs it, so the window appears at once.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+
+from lorkd_studio.services.types import REGION_ORDER
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lorkd-studio", description="LoRKD Studio: region experts for medical scans")
+    parser.add_argument("scan", nargs="?", help="scan to open: a NIfTI/NRRD/MHA file or a DICOM folder")
+    parser.add_argument("--screenshot", metavar="OUT.png",
+                        help="load (the demo by default), run the expert, save a PNG of the window and exit")
+    parser.add_argument("--region", choices=REGION_ORDER, help="region to use instead of the suggested one")
+    parser.add_argument("--model", help="model to run: an id, a name, a model folder, or a kind such as 'teacher'")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device for this session")
+    parser.add_argument("--timeout", type=float, default=600.0, help=argparse.SUPPRESS)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from PySide6.QtWidgets import QApplication, QLabel
+    args = build_parser().parse_args(argv)
+    if args.screenshot and sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.scan is not None and not Path(args.scan).exists():
+        print(f"lorkd-studio: error: {args.scan}: file or folder does not exist", file=sys.stderr)
+        return 2
 
-    app = QApplication.instance() or QApplication(list(sys.argv if argv is None else ["lorkd-studio", *argv]))
-    label = QLabel("LoRKD Studio")
-    label.show()
-    return app.exec()
+    from PySide6.QtWidgets import QApplication
+
+    from lorkd_studio.main_window import MainWindow
+    from lorkd_studio.screenshot import ScreenshotRun
+    from lorkd_studio.services.settings import AppSettings
+    from lorkd_studio.session import Session
+    from lorkd_studio.theme import apply_dark_theme
+
+    app = QApplication.instance() or QApplication(["lorkd-studio"])
+    app.setApplicationName("LoRKD Studio")
+    app.setOrganizationName("LoRKD")
+    apply_dark_theme(app)
+
+    scratch = None
+    if args.screenshot:
+        # A throw-away settings file: a documentation run must not touch the user's recent files or layout.
+        scratch = tempfile.TemporaryDirectory(prefix="lorkd-studio-")
+        settings = AppSettings(Path(scratch.name) / "settings.ini")
+    else:
+        settings = AppSettings()
+    if args.device:
+        settings.device = args.device
+    session = Session(settings)
+    window = MainWindow(session, restore_layout=not args.screenshot)
+    result = {"code": 0}
+
+    if args.screenshot:
+        runner = ScreenshotRun(window, args.screenshot, args.scan, args.region, args.model, args.timeout)
+
+        def finish(code: int) -> None:
+            result["code"] = code
+            window.close()
+            app.quit()
+
+        runner.finished.connect(finish)
+        window.move(0, 0)
+        window.show()
+        runner.start()
+    else:
+        session.region_override = args.region
+        session.model_override = args.model
+        window.show()
+        window.start(args.scan)
+    _run_event_loop(app)
+    if scratch is not None:
+        scratch.cleanup()
+    return result["code"]
+
+
+def _run_event_loop(app) -> None:
+    """qasync's asyncio loop (so jobs can await subprocesses); plain Qt when qasync is unavailable."""
+    try:
+        import asyncio
+
+        import qasync
+    except ImportError:
+        app.exec()
+        return
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    quit_event = asyncio.Event()
+    app.aboutToQuit.connect(quit_event.set)
+    with loop:
+        loop.run_until_complete(quit_event.wait())
 
 
 if __name__ == "__main__":

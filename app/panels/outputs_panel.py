@@ -1,0 +1,144 @@
+"""Outputs: structure table (volume, mean intensity, border warning, visibility) or class probabilities."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHeaderView,
+    QLabel,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lorkd_studio.panels.bar_chart import BarChart
+from lorkd_studio.panels.guard import Guard
+from lorkd_studio.services.types import ClassificationResult, SegmentationResult
+from lorkd_studio.state import StudioState
+
+COLUMNS = ("Structure", "Volume (mL)", "Mean", "")
+BORDER_MARK = "⚠ border"
+
+
+class OutputsPanel(QWidget):
+    structure_visibility_changed = Signal(int, bool)
+    saliency_toggled = Signal(bool)
+
+    def __init__(self, state: StudioState, colors_for, display_name, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._state = state
+        self._colors_for = colors_for
+        self._display_name = display_name
+        self._guard = Guard()
+        self.summary = QLabel("Run an expert to see its results")
+        self.summary.setObjectName("muted")
+        self.summary.setWordWrap(True)
+        self.warning = QLabel("")
+        self.warning.setObjectName("warning")
+        self.warning.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("structureTable")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.chart = BarChart()
+        self.saliency = QCheckBox("Show saliency overlay")
+        self.saliency.setObjectName("saliencyToggle")
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.table)
+        class_page = QWidget()
+        class_layout = QVBoxLayout(class_page)
+        class_layout.setContentsMargins(0, 0, 0, 0)
+        class_layout.addWidget(self.chart)
+        class_layout.addWidget(self.saliency)
+        class_layout.addStretch(1)
+        self.pages.addWidget(class_page)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.warning)
+        layout.addWidget(self.pages, 1)
+        self.table.itemChanged.connect(self._on_item_changed)
+        self.saliency.toggled.connect(self.saliency_toggled)
+        state.result_changed.connect(self.show_result)
+        self.show_result(state.result)
+
+    def show_result(self, result) -> None:
+        with self._guard():
+            self.table.setRowCount(0)
+            self.warning.setText("")
+            if isinstance(result, SegmentationResult):
+                self._show_segmentation(result)
+            elif isinstance(result, ClassificationResult):
+                self._show_classification(result)
+            else:
+                self.summary.setText("Run an expert to see its results")
+                self.pages.setCurrentIndex(0)
+        self.warning.setVisible(bool(self.warning.text()))
+
+    def _show_segmentation(self, result: SegmentationResult) -> None:
+        self.pages.setCurrentIndex(0)
+        colors = self._colors_for({s.label_id: s.name for s in result.stats})
+        self.table.setRowCount(len(result.stats))
+        for row, s in enumerate(result.stats):
+            name = QTableWidgetItem(_swatch(colors.get(s.label_id, (200, 200, 200))), self._display_name(s.name))
+            name.setFlags(name.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            name.setCheckState(Qt.CheckState.Checked)
+            name.setData(Qt.ItemDataRole.UserRole, s.label_id)
+            name.setToolTip(f"{s.name} (label {s.label_id}): untick to hide")
+            cells = [name, _number(s.volume_ml, 2), _number(s.mean_intensity, 1),
+                     QTableWidgetItem(BORDER_MARK if s.touches_border else "")]
+            if s.touches_border:
+                cells[3].setForeground(QColor("#e0a030"))
+                cells[3].setToolTip("Touches the scan border: the structure continues outside, its volume is incomplete")
+            for col, item in enumerate(cells):
+                self.table.setItem(row, col, item)
+        total = sum(s.volume_ml for s in result.stats)
+        self.summary.setText(f"{len(result.stats)} structures · {total:.1f} mL labelled · {result.seconds:.2f} s")
+        touching = [self._display_name(s.name) for s in result.stats if s.touches_border]
+        if touching:
+            self.warning.setText(f"⚠ {len(touching)} structure(s) touch the scan border, so their volume is "
+                                 f"incomplete: {', '.join(touching)}")
+
+    def _show_classification(self, result: ClassificationResult) -> None:
+        self.pages.setCurrentIndex(1)
+        self.chart.set_values(result.probabilities)
+        self.saliency.setEnabled(result.saliency is not None)
+        best = max(result.probabilities.items(), key=lambda kv: kv[1], default=("", 0.0))
+        self.summary.setText(f"Most likely: {best[0].replace('_', ' ')} ({100 * best[1]:.1f}%) · "
+                             f"{result.seconds:.2f} s")
+
+    def _on_item_changed(self, item: QTableWidgetItem) -> None:
+        if self._guard.active or item.column() != 0:
+            return
+        self.structure_visibility_changed.emit(int(item.data(Qt.ItemDataRole.UserRole)),
+                                               item.checkState() == Qt.CheckState.Checked)
+
+    def rows(self) -> list[tuple[str, float, float, bool]]:
+        """(structure, volume mL, mean, touches border) as shown."""
+        return [(self.table.item(r, 0).text(), float(self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)),
+                 float(self.table.item(r, 2).data(Qt.ItemDataRole.UserRole)), bool(self.table.item(r, 3).text()))
+                for r in range(self.table.rowCount())]
+
+
+def _number(value: float, digits: int) -> QTableWidgetItem:
+    item = QTableWidgetItem(f"{value:,.{digits}f}")
+    item.setData(Qt.ItemDataRole.UserRole, float(value))
+    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return item
+
+
+def _swatch(color: tuple[int, int, int]) -> QIcon:
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(*color))
+    return QIcon(pix)

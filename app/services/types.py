@@ -1,0 +1,115 @@
+"""Plain data the panels display. Qt-free and torch-free, so the UI thread can hold it cheaply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REGION_ORDER = ("abdomen", "brain", "head_neck", "lower_limb", "pelvis", "spine", "thorax", "upper_limb")
+
+
+@dataclass(frozen=True)
+class RegionInfo:
+    name: str
+    display_name: str
+    structures: tuple[str, ...] = ()
+    default_window: str = "soft_tissue"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One selectable model for one region, as the expert switcher shows it."""
+
+    id: str
+    name: str
+    kind: str  # teacher | expert | experts-set | baseline | user
+    task: str  # segmentation | classification
+    region: str
+    modality: str = "CT"
+    parameters: int = 0
+    ranks: str = ""
+    training: str = ""
+    dice: float | None = None
+    label_names: dict[int, str] = field(default_factory=dict)
+    path: Path | None = None
+    bundled: bool = False
+    entry: Any = None  # the lorkd_core ModelEntry (or a test double's runner)
+
+    @property
+    def kind_label(self) -> str:
+        return {"teacher": "Teacher", "expert": "Region expert", "experts-set": "Region expert",
+                "baseline": "Baseline", "user": "User expert"}.get(self.kind, self.kind.title())
+
+
+@dataclass(frozen=True)
+class StructureStat:
+    label_id: int
+    name: str
+    voxels: int
+    volume_ml: float
+    mean_intensity: float
+    touches_border: bool
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray  # (z, y, x) int16 on the scan's grid
+    label_names: dict[int, str]
+    model_id: str
+    region: str
+    stats: list[StructureStat] = field(default_factory=list)
+    seconds: float = 0.0
+    task: str = "segmentation"
+
+
+@dataclass
+class ClassificationResult:
+    probabilities: dict[str, float]
+    saliency: np.ndarray | None
+    model_id: str
+    region: str
+    seconds: float = 0.0
+    task: str = "classification"
+
+
+@dataclass
+class LoadedScan:
+    """What the app keeps of a scan: the core object plus the suggestion made while loading it."""
+
+    scan: Any  # lorkd_core.io.Scan (or the service's stand-in with the same fields)
+    suggested_region: str | None
+    source: Path
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.scan.array
+
+    @property
+    def modality(self) -> str:
+        return str(getattr(self.scan, "modality", "OT"))
+
+    @property
+    def is_dicom(self) -> bool:
+        return self.source.is_dir() or str(getattr(self.scan, "meta", {}).get("format", "")).upper().startswith("DICOM")
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(s) for s in self.scan.spacing)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class VolumeChange:
+    name: str
+    volume_a: float
+    volume_b: float
+
+    @property
+    def delta(self) -> float:
+        return self.volume_b - self.volume_a
+
+    @property
+    def percent(self) -> float | None:
+        return None if self.volume_a <= 0 else 100.0 * self.delta / self.volume_a

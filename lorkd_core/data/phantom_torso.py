@@ -1,0 +1,107 @@
+"""Body wall: skin, subcutaneous fat, muscle, the trunk cavity split by the diaphragm, trunk muscles
+with their fat planes, and the scanner table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lorkd_core.data.phantom_canvas import Canvas
+from lorkd_core.data.phantom_patient import Patient, body_outline, spine_y
+from lorkd_core.data.phantom_shapes import F, Ellipsoid, Intersect, Lambda, Offset, Shape, Tube, ZColumn
+from lorkd_core.data.phantom_tissues import T
+
+_CAV_Z = np.array([-178, -120, -60, 0, 60, 150, 230, 320, 400, 440, 462, 478])
+_CAV_A = np.array([70, 100, 125, 120, 116, 120, 126, 128, 116, 94, 62, 22])
+_CAV_B = np.array([58, 72, 80, 82, 82, 86, 90, 86, 76, 62, 46, 22])
+_CAV_P = np.array([30, 32, 42, 58, 62, 72, 80, 84, 80, 72, 55, 22])
+
+
+def cavity(p: Patient) -> ZColumn:
+    """The trunk cavity inside the body wall (thorax above the diaphragm, abdomen and pelvis below)."""
+    return ZColumn(_CAV_Z, 0.0, 0.0, _CAV_A * p.muscle, _CAV_B * p.muscle, _CAV_P * p.muscle, n=2.2)
+
+
+def dome(p: Patient):
+    """z of the diaphragm surface as a function of (x, y): two domes, lower at the back and sides."""
+    def fn(x, y):
+        yy = np.maximum(y + F(10), F(0)) * F(1.0) + np.minimum(y + F(10), F(0)) * F(0.8)
+        right = F(p.dome_r) - F(0.0065) * (x + F(62)) ** 2 - F(0.0055) * yy * yy
+        left = F(p.dome_l) - F(0.0065) * (x - F(62)) ** 2 - F(0.0055) * yy * yy
+        return np.maximum(right, left)
+    return fn
+
+
+def below_dome(p: Patient, offset: float = 0.0) -> Lambda:
+    fn = dome(p)
+    return Lambda(lambda x, y, z: z - (fn(x, y) - F(offset)), (-300, -300, -1e3), (300, 300, p.dome_r + 5))
+
+
+def above_dome(p: Patient, offset: float = 0.0) -> Lambda:
+    fn = dome(p)
+    return Lambda(lambda x, y, z: (fn(x, y) + F(offset)) - z, (-300, -300, p.dome_r - 160), (300, 300, 1e3))
+
+
+def half_x(x0: float, keep: str) -> Lambda:
+    sign = F(1.0 if keep == "left" else -1.0)  # left = +x in LPS
+    return Lambda(lambda x, y, z: sign * (F(x0) - x), (-1e3, -1e3, -1e3), (1e3, 1e3, 1e3))
+
+
+def paint_wall(c: Canvas, p: Patient) -> None:
+    c.paint(body_outline(p, True), [(0.0, T.SKIN), (2.0, T.FAT)])
+    c.paint(body_outline(p, False), T.MUSCLE)
+    cav = cavity(p)
+    c.paint(Intersect(cav, below_dome(p)), T.FAT)
+    for side in ("right", "left"):
+        c.paint(Intersect(cav, above_dome(p, 4.0), half_x(8.0, side)), T.LUNG, f"lung_{side}")
+    band = Lambda(lambda x, y, z, fn=dome(p): np.abs(z - fn(x, y) - F(2.0)) - F(3.5),
+                  (-300, -300, p.dome_r - 160), (300, 300, p.dome_r + 10))
+    c.paint(Intersect(cav, band), T.MUSCLE)
+
+
+def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 2.5) -> None:
+    """A muscle with the thin fat plane that separates it from its neighbours on CT."""
+    c.paint(Offset(shape, plane), T.FAT, only_tissue=(T.MUSCLE,), keep_struct=True)
+    c.paint(shape, T.MUSCLE, struct)
+
+
+def paint_trunk_muscles(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
+    m = p.muscle
+    for side, name in ((-1, "right"), (1, "left")):
+        # Erector spinae (TotalSegmentator "autochthon"), from the sacrum to the upper neck.
+        zs = np.array([-120, -60, 0, 80, 160, 260, 360, 440, 500, 560])
+        sy = spine_y(zs)
+        cx = side * np.array([22, 30, 32, 32, 30, 27, 26, 24, 20, 18]) * m
+        cy = sy + np.array([42, 46, 50, 50, 46, 40, 38, 36, 34, 32])
+        ax = np.array([14, 22, 26, 27, 24, 20, 18, 17, 15, 13]) * m * rng.uniform(0.9, 1.1)
+        ay = np.array([16, 22, 27, 28, 24, 18, 16, 16, 15, 13]) * rng.uniform(0.9, 1.1)
+        _with_fat_plane(c, ZColumn(zs, cx, cy, ax, ay, ay, n=2.0), f"autochthon_{name}")
+        # Psoas into iliacus: along the lumbar spine, over the pelvic brim to the lesser trochanter.
+        pts = [(side * 20, spine_y(165) - 5, 165), (side * 30, spine_y(100), 100), (side * 42, 15, 30),
+               (side * 55, 8, -20), (side * 72, -20, -70), (side * 82, -50, -115), (side * 92, -30, -165)]
+        rad = np.array([5, 11, 18, 21, 22, 17, 11]) * m * rng.uniform(0.85, 1.15)
+        _with_fat_plane(c, Tube(pts, rad, smooth=3), f"iliopsoas_{name}")
+        # Quadratus lumborum, between the twelfth rib and the iliac crest.
+        ql = Tube([(side * 40, spine_y(150) + 30, 150), (side * 58, 58, 70), (side * 70, 62, 10)],
+                  np.array([6, 13, 9]) * m, smooth=3)
+        _with_fat_plane(c, ql, None)
+        # Gluteus maximus under the buttock fat, from the sacrum to below the trochanter.
+        gm = Intersect(body_outline(p, False),
+                       Ellipsoid((side * 85 * m, 75, -118), (78 * m, 48, 92), taper=-0.15))
+        _with_fat_plane(c, gm, f"gluteus_maximus_{name}", plane=3.0)
+        # Gluteus medius on the outer face of the iliac wing (unlabelled, fat plane to maximus).
+        gmed = Ellipsoid((side * 122 * m, 22, -45), (30 * m, 42, 55), taper=0.2)
+        _with_fat_plane(c, gmed, None)
+
+
+def paint_table(c: Canvas, y_top: float, rng: np.random.Generator, width: float = 230.0) -> None:
+    """Carbon-fibre table: two thin dense shells with foam between, slightly curved."""
+    curve = F(1.0 / (2 * rng.uniform(600, 1400)))
+    gap = F(rng.uniform(2, 12))
+    thick = F(rng.uniform(30, 55))
+
+    def slab(x, y, z):
+        ys = F(y_top) + gap - curve * x * x
+        return np.maximum(np.maximum(ys - y, y - (ys + thick)), np.abs(x) - F(width))
+
+    shape = Lambda(slab, (-width, y_top - 60, -2e3), (width, y_top + 80, 2e3))
+    c.paint(shape, [(0.0, T.TABLE), (float(rng.uniform(1.5, 3.5)), T.FOAM)], only_tissue=(T.AIR, T.TABLE))

@@ -1,0 +1,279 @@
+"""The in-memory training set: every case preprocessed once, batches a pure function of (seed, step).
+
+Cases are brought to the networks' canonical grid (LPS, (z, y, x) arrays, ``spacing`` in mm as (x, y, z))
+and intensity-normalised with :mod:`lorkd_core.data.transforms` (the same preprocessing inference uses).
+A batch slot's region is round-robin over the regions (``(step * batch + slot) % n_regions``), so every
+batch of size >= 2 mixes regions; its case, crop and augmentation come from a generator seeded with
+``(seed, step, slot)``. Resuming at step ``s`` therefore sees exactly the batches an uninterrupted run
+would, and a distributed run's shards together make the single-process batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lorkd_core.data.manifest import DatasetItem
+from lorkd_core.errors import DatasetError
+from lorkd_core.progress import CancelToken, ProgressCallback, report
+
+NO_FINDING = "normal"
+_MAX_FG_POINTS = 4096
+_FG_CROP_PROB = 0.67
+
+
+@dataclass
+class Batch:
+    image: torch.Tensor  # (b, 1, *patch) float32
+    target: torch.Tensor  # (b, 1, *patch) long label maps, or (b,) class indices
+    region_index: torch.Tensor  # (b,) index into TrainingSet.regions
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.image.to(device, non_blocking=True), self.target.to(device, non_blocking=True),
+                     self.region_index.to(device))
+
+
+@dataclass
+class CachedCase:
+    image: np.ndarray  # (z, y, x) float32, normalised
+    label: np.ndarray | None  # (z, y, x) int16 in the region head's label ids
+    region: str
+    target: int
+    case_id: str
+    fg: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int32))
+
+
+def region_label_sets(items: Sequence[DatasetItem]) -> dict[str, dict[int, str]]:
+    """Each region's head labels: the union of its items' structure names, in taxonomy order, ids 1..n."""
+    order = _taxonomy_order()
+    names: dict[str, list[str]] = {}
+    for item in items:
+        bucket = names.setdefault(item.region, [])
+        for name in item.label_names().values():
+            if name not in bucket and name != "background":
+                bucket.append(name)
+    out = {}
+    for region, found in names.items():
+        ranked = order.get(region, [])
+        ordered = [n for n in ranked if n in found] + sorted(n for n in found if n not in ranked)
+        out[region] = {i + 1: n for i, n in enumerate(ordered)}
+    return out
+
+
+def region_class_sets(items: Sequence[DatasetItem]) -> dict[str, dict[int, str]]:
+    """Each region's classification classes: ``normal`` (no finding) first, then its findings sorted."""
+    found: dict[str, set[str]] = {}
+    for item in items:
+        found.setdefault(item.region, set()).add(item.finding or NO_FINDING)
+    out = {}
+    for region, classes in found.items():
+        ordered = [NO_FINDING] * (NO_FINDING in classes) + sorted(classes - {NO_FINDING})
+        out[region] = dict(enumerate(ordered))
+    return out
+
+
+def ordered_regions(present: Sequence[str]) -> list[str]:
+    """Regions in the contract's order (docs/contracts.md), unknown names last."""
+    from lorkd_core.engine.model_card import REGION_ORDER
+
+    return [r for r in REGION_ORDER if r in present] + sorted(r for r in present if r not in REGION_ORDER)
+
+
+class TrainingSet:
+    """Preprocessed training cases of the chosen regions, with deterministic batch sampling."""
+
+    def __init__(self, items: Sequence[DatasetItem], *, task: str, patch_size: Sequence[int],
+                 spacing: Sequence[float], seed: int = 0, spatial_dims: int = 3,
+                 regions: Sequence[str] | None = None, max_cases_per_region: int | None = None,
+                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        self.task = task
+        self.patch = tuple(int(p) for p in patch_size)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.seed = int(seed)
+        self.spatial_dims = spatial_dims
+        chosen = [it for it in items if it.split == "train"] or list(items)
+        if regions is not None:
+            chosen = [it for it in chosen if it.region in regions]
+        if task == "segmentation":
+            chosen = [it for it in chosen if it.label is not None]
+        if not chosen:
+            raise DatasetError("no training cases with labels for the chosen task and regions")
+        by_region: dict[str, list[DatasetItem]] = {}
+        for it in chosen:
+            by_region.setdefault(it.region, []).append(it)
+        if max_cases_per_region:
+            by_region = {r: its[:max_cases_per_region] for r, its in by_region.items()}
+        self.regions = ordered_regions(list(by_region))
+        flat = [it for r in self.regions for it in by_region[r]]
+        self.labels = region_label_sets(flat) if task == "segmentation" else region_class_sets(flat)
+        self.cases: dict[str, list[CachedCase]] = {r: [] for r in self.regions}
+        total = len(flat)
+        for n, item in enumerate(flat):
+            if cancel is not None:
+                cancel.raise_if_cancelled("loading the training data")
+            report(progress, n, total, f"loading {item.case_id or item.image.name}")
+            self.cases[item.region].append(self._load(item))
+        report(progress, total, total, "training data loaded")
+        self.items = flat
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self, item: DatasetItem) -> CachedCase:
+        image, label = load_case_arrays(item, self.spacing, with_label=self.task == "segmentation")
+        if label is not None:
+            label = self._to_head_ids(item, label)
+        target = 0
+        if self.task == "classification":
+            names = {v: k for k, v in self.labels[item.region].items()}
+            target = names[item.finding or NO_FINDING]
+        source = label if label is not None else _classification_mask(item, self.spacing, image.shape)
+        fg = np.argwhere(source > 0) if source is not None else np.zeros((0, 3), np.int64)
+        if len(fg) > _MAX_FG_POINTS:
+            fg = fg[np.random.default_rng(0).choice(len(fg), _MAX_FG_POINTS, replace=False)]
+        return CachedCase(image=image.astype(np.float32), label=label, region=item.region, target=target,
+                          case_id=item.case_id, fg=fg.astype(np.int32))
+
+    def _to_head_ids(self, item: DatasetItem, label: np.ndarray) -> np.ndarray:
+        head = {name: i for i, name in self.labels[item.region].items()}
+        lut = np.zeros(max([0, *item.label_names()]) + 1, dtype=np.int16)
+        for i, name in item.label_names().items():
+            lut[i] = head.get(name, 0)
+        label = np.clip(label.astype(np.int64), 0, len(lut) - 1)
+        return lut[label]
+
+    # ------------------------------------------------------------------ sampling
+
+    def counts(self) -> dict[str, int]:
+        return {r: len(c) for r, c in self.cases.items()}
+
+    def summary(self) -> dict[str, object]:
+        return {"cases": self.counts(), "patch_size": list(self.patch), "spacing": list(self.spacing),
+                "task": self.task}
+
+    def region_of_slot(self, step: int, slot: int, batch_size: int) -> int:
+        return (step * batch_size + slot) % len(self.regions)
+
+    def sample(self, step: int, slot: int, batch_size: int) -> tuple[np.ndarray, np.ndarray | int, int]:
+        """(image patch, target, region index) of one slot of one step; pure in (seed, step, slot)."""
+        rng = np.random.default_rng([self.seed, step, slot])
+        ridx = self.region_of_slot(step, slot, batch_size)
+        cases = self.cases[self.regions[ridx]]
+        case = cases[int(rng.integers(len(cases)))]
+        image, label = _crop(case, self.patch, rng, self.task, self.spatial_dims)
+        image = augment_patch(image, rng)
+        return image, (label if label is not None else case.target), ridx
+
+    def batch(self, step: int, batch_size: int, slots: Sequence[int] | None = None) -> Batch:
+        """The slots ``slots`` (default: all) of step ``step``'s global batch of ``batch_size``."""
+        slots = list(range(batch_size)) if slots is None else list(slots)
+        images, targets, regions = [], [], []
+        for slot in slots:
+            img, tgt, r = self.sample(step, slot, batch_size)
+            images.append(torch.from_numpy(np.ascontiguousarray(img))[None])
+            targets.append(torch.from_numpy(np.ascontiguousarray(tgt))[None].long()
+                           if isinstance(tgt, np.ndarray) else torch.tensor(tgt))
+            regions.append(r)
+        return Batch(torch.stack(images).float(), torch.stack(targets), torch.tensor(regions, dtype=torch.long))
+
+
+def _crop(case: CachedCase, patch: tuple[int, ...], rng: np.random.Generator, task: str,
+          spatial_dims: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A patch around a foreground voxel (segmentation: 2 of 3 draws), or anywhere; padded when small."""
+    image, label = case.image, case.label
+    if spatial_dims == 2:
+        z = _pick_slice(case, rng)
+        image = image[z]
+        label = None if label is None else label[z]
+    shape = image.shape
+    use_fg = len(case.fg) > 0 and (task == "classification" or rng.random() < _FG_CROP_PROB)
+    if use_fg:
+        point = case.fg[int(rng.integers(len(case.fg)))][-len(shape):]
+        if task == "classification":  # the organ's centre, jittered: the finding must stay in view
+            point = case.fg.mean(axis=0)[-len(shape):] + rng.integers(-2, 3, size=len(shape))
+        starts = [int(np.clip(int(c) - p // 2, 0, max(0, s - p))) for c, p, s in zip(point, patch, shape)]
+    else:
+        starts = [int(rng.integers(0, max(0, s - p) + 1)) for p, s in zip(patch, shape)]
+    window = tuple(slice(a, a + p) for a, p in zip(starts, patch))
+    img = _pad(image[window], patch, float(image.min()))
+    lab = None if label is None else _pad(label[window], patch, 0)
+    return img, lab
+
+
+def _pick_slice(case: CachedCase, rng: np.random.Generator) -> int:
+    if len(case.fg):
+        return int(case.fg[int(rng.integers(len(case.fg)))][0])
+    return int(rng.integers(case.image.shape[0]))
+
+
+def _pad(a: np.ndarray, patch: tuple[int, ...], value: float) -> np.ndarray:
+    pads = [(0, max(0, p - s)) for p, s in zip(patch, a.shape)]
+    if any(p[1] for p in pads):
+        a = np.pad(a, pads, mode="constant", constant_values=value)
+    return a
+
+
+def _classification_mask(item: DatasetItem, spacing: tuple[float, ...], shape: tuple[int, ...]) -> np.ndarray | None:
+    """Where the classified organ is (the label map when the item has one), to centre crops on it."""
+    if item.label is None:
+        return None
+    _, label = load_case_arrays(item, spacing, with_label=True)
+    return label if label is not None and label.shape == shape else None
+
+
+def load_case_arrays(item: DatasetItem, spacing: Sequence[float],
+                     with_label: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image (normalised float32) and label map (int16, the item's own ids) on the canonical grid."""
+    import SimpleITK as sitk
+
+    from lorkd_core.io import load_label_map, load_scan, to_canonical
+    from lorkd_core.io.geometry import reorient_array
+
+    scan = load_scan(item.image, modality=item.modality)
+    image, grid = to_canonical(scan, tuple(float(s) for s in spacing))
+    image = normalize_intensity(image, scan.modality)
+    if not with_label or item.label is None:
+        return image, None
+    labels = load_label_map(item.label, like=scan).array
+    labels = reorient_array(labels.astype(np.int16), grid.axes, grid.flips)
+    if grid.resampled:
+        ref = grid.grid.apply_to(sitk.Image([int(s) for s in grid.grid.size], sitk.sitkUInt8))
+        moving = grid.oriented.apply_to(sitk.GetImageFromArray(labels))
+        labels = sitk.GetArrayFromImage(sitk.Resample(moving, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    return image, labels.astype(np.int16)
+
+
+def normalize_intensity(image: np.ndarray, modality: str) -> np.ndarray:
+    """The network input scale: CT HU clipped to [-1000, 1000] / 1000; other modalities z-scored."""
+    try:
+        from lorkd_core.data.transforms import normalize_intensity as shared
+    except ImportError:
+        shared = None
+    if shared is not None:
+        return np.asarray(shared(image, modality), dtype=np.float32)
+    if modality == "CT":
+        return (np.clip(image, -1000.0, 1000.0) / 1000.0).astype(np.float32)
+    from lorkd_core.io import normalize_mr
+
+    return normalize_mr(image)
+
+
+def augment_patch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Intensity scale/shift, contrast (gamma-like) and noise; never a flip (left/right labels differ)."""
+    scale = rng.uniform(0.9, 1.1)
+    shift = rng.uniform(-0.08, 0.08)
+    noise = rng.uniform(0.0, 0.04)
+    out = image * scale + shift
+    if noise > 0:
+        out = out + rng.standard_normal(image.shape).astype(np.float32) * noise
+    return out.astype(np.float32)
+
+
+def _taxonomy_order() -> dict[str, list[str]]:
+    try:
+        from lorkd_core.regions import load_taxonomy
+    except ImportError:  # pragma: no cover - the taxonomy ships with the package
+        return {}
+    return {name: list(region.structures) for name, region in load_taxonomy().regions.items()}
