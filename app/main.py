@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from lorkd_studio.services.types import REGION_ORDER
+from .services.types import REGION_ORDER
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from lorkd_studio.main_window import MainWindow
-    from lorkd_studio.screenshot import ScreenshotRun
-    from lorkd_studio.services.settings import AppSettings
-    from lorkd_studio.session import Session
-    from lorkd_studio.theme import apply_dark_theme
+    from .main_window import MainWindow
+    from .screenshot import ScreenshotRun
+    from .services.settings import AppSettings
+    from .session import Session
+    from .theme import apply_dark_theme
 
     app = QApplication.instance() or QApplication(["lorkd-studio"])
     app.setApplicationName("LoRKD Studio")

@@ -5,31 +5,35 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMenu,
+    QPushButton,
     QScrollArea,
+    QStackedWidget,
+    QStyle,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from lorkd_studio import dialogs
-from lorkd_studio.panels.compare_panel import ComparePanel
-from lorkd_studio.panels.display_panel import DisplayPanel
-from lorkd_studio.panels.expert_panel import ExpertPanel
-from lorkd_studio.panels.job_panel import JobPanel
-from lorkd_studio.panels.outputs_panel import OutputsPanel
-from lorkd_studio.panels.region_panel import RegionPanel
-from lorkd_studio.panels.viewer_link import ViewerLink
-from lorkd_studio.screenshot import save_window_png
-from lorkd_studio.services.settings import DEVICES
-from lorkd_studio.session import Session
+from . import dialogs
+from .panels.compare_panel import ComparePanel
+from .panels.display_panel import DisplayPanel
+from .panels.expert_panel import ExpertPanel
+from .panels.job_panel import JobPanel
+from .panels.outputs_panel import OutputsPanel
+from .panels.region_panel import RegionPanel
+from .panels.viewer_link import ViewerLink
+from .screenshot import save_window_png
+from .services.settings import DEVICES
+from .session import Session
 
 SCAN_FILTER = "Scans (*.nii.gz *.nii *.nrrd *.mha *.mhd *.dcm *.png *.jpg);;All files (*)"
 VIEWER_ENV = "LORKD_STUDIO_VIEWER"  # "fallback" forces the plain slice view (no OpenGL)
@@ -38,12 +42,12 @@ VIEWER_ENV = "LORKD_STUDIO_VIEWER"  # "fallback" forces the plain slice view (no
 def make_viewer(parent: QWidget | None = None) -> QWidget:
     if os.environ.get(VIEWER_ENV, "").lower() != "fallback":
         try:
-            from lorkd_studio.viewer import ViewerWidget
+            from .viewer import ViewerWidget
 
             return ViewerWidget(parent)
         except ImportError:
             pass  # the viewer package is still being written
-    from lorkd_studio.viewer_fallback import FallbackViewer
+    from .viewer_fallback import FallbackViewer
 
     return FallbackViewer(parent)
 
@@ -59,7 +63,13 @@ class MainWindow(QMainWindow):
         self.show_errors_in_dialogs = True
         self.persist_layout = restore_layout
         self.viewer = make_viewer(self)
-        self.setCentralWidget(self.viewer)
+        # The viewer is shown only once it has a volume: its 3D view must not start on an empty scene
+        # (under Xvfb/Mesa that crashes Qt's compositor), and an empty state with actions reads better.
+        self.welcome = self._welcome_page()
+        self.central = QStackedWidget()
+        self.central.addWidget(self.welcome)
+        self.central.addWidget(self.viewer)
+        self.setCentralWidget(self.central)
         self._build_panels()
         self._build_actions()
         self._build_menus()
@@ -67,6 +77,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         session.failed.connect(self._on_failed)
         session.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        session.loading.connect(lambda path: self.welcome_status.setText(f"Opening {Path(path).name}…"))
         session.no_model.connect(self._on_no_model)
         self.state.scan_changed.connect(self._on_scan_changed)
         self.state.result_changed.connect(lambda _r: self._update_actions())
@@ -86,6 +97,7 @@ class MainWindow(QMainWindow):
         self.compare_panel = ComparePanel(state, self.session.compare_with, backend.structure_display_name)
         self.viewer_link = ViewerLink(state, backend, self.viewer, self.display_panel, self)
         self.outputs_panel.structure_visibility_changed.connect(self.viewer_link.set_structure_visible)
+        self.outputs_panel.surface_visibility_changed.connect(self.viewer_link.set_surface_visible)
         self.outputs_panel.saliency_toggled.connect(self.viewer_link.set_saliency)
         self.compare_panel.difference_toggled.connect(self.viewer_link.set_difference)
 
@@ -93,8 +105,9 @@ class MainWindow(QMainWindow):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(6, 6, 6, 6)
         left_layout.addWidget(self.region_panel)
-        left_layout.addWidget(self.expert_panel, 1)
+        left_layout.addWidget(self.expert_panel)
         left_layout.addWidget(self.display_panel)
+        left_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
@@ -105,7 +118,38 @@ class MainWindow(QMainWindow):
         self.results_tabs.addTab(self.outputs_panel, "Structures")
         self.results_tabs.addTab(self.compare_panel, "Compare")
         self.results_dock = self._dock("Results", "resultsDock", self.results_tabs,
-                                       Qt.DockWidgetArea.RightDockWidgetArea, 390)
+                                       Qt.DockWidgetArea.RightDockWidgetArea, 440)
+
+    def _welcome_page(self) -> QWidget:
+        page = QWidget()
+        page.setObjectName("welcomePage")
+        layout = QVBoxLayout(page)
+        layout.addStretch(2)
+        title = QLabel("LoRKD Studio")
+        title.setObjectName("welcomeTitle")
+        hint = QLabel("Open a CT or MR scan, or drop a file or DICOM folder here.\n"
+                      "Pick the body region, and its low-rank expert segments the scan on your machine.")
+        hint.setObjectName("hint")
+        self.welcome_status = QLabel("")
+        self.welcome_status.setObjectName("muted")
+        for label in (title, hint, self.welcome_status):
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            layout.addWidget(label)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for text, slot, primary in (("Open scan…", self.open_file_dialog, True),
+                                    ("Open DICOM folder…", self.open_dicom_dialog, False),
+                                    ("Open demo case", self.session.open_demo, False)):
+            button = QPushButton(text)
+            if primary:
+                button.setObjectName("primaryButton")
+            button.clicked.connect(lambda _c=False, f=slot: f())
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout.addSpacing(12)
+        layout.addLayout(buttons)
+        layout.addStretch(3)
+        return page
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea, width: int) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -119,8 +163,11 @@ class MainWindow(QMainWindow):
         self.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         return dock
 
-    def _action(self, text: str, slot, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
+    def _action(self, text: str, slot, shortcut: QKeySequence | str | None = None, tip: str = "",
+                icon: QStyle.StandardPixmap | None = None) -> QAction:
         action = QAction(text, self)
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
         action.triggered.connect(lambda _checked=False: slot())
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -131,23 +178,28 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         self.open_action = self._action("Open scan…", self.open_file_dialog, QKeySequence.StandardKey.Open,
-                                        "Open a NIfTI, NRRD, MHA or DICOM file")
+                                        "Open a NIfTI, NRRD, MHA or DICOM file",
+                                        QStyle.StandardPixmap.SP_DialogOpenButton)
         self.open_dicom_action = self._action("Open DICOM folder…", self.open_dicom_dialog, "Ctrl+Shift+O",
-                                              "Open the DICOM series in a folder")
+                                              "Open the DICOM series in a folder",
+                                              QStyle.StandardPixmap.SP_DirOpenIcon)
         self.demo_action = self._action("Open demo case", self.session.open_demo, tip="The bundled demo scan")
         self.save_labels_action = self._action("Save label map…", self.save_label_map, QKeySequence.StandardKey.Save,
-                                               "NIfTI on the scan's grid plus its label JSON")
+                                               "NIfTI on the scan's grid plus its label JSON",
+                                               QStyle.StandardPixmap.SP_DialogSaveButton)
         self.save_seg_action = self._action("Save DICOM SEG…", self.save_dicom_seg,
                                             tip="DICOM segmentation object referencing the source series")
         self.save_report_action = self._action("Save report…", self.save_report, "Ctrl+R",
-                                               "Structures, volumes, model, region and geometry as CSV or JSON")
+                                               "Structures, volumes, model, region and geometry as CSV or JSON",
+                                               QStyle.StandardPixmap.SP_FileDialogDetailedView)
         self.screenshot_action = self._action("Save screenshot…", self.save_screenshot, "Ctrl+Shift+S",
-                                              "PNG of the whole window")
+                                              "PNG of the whole window", QStyle.StandardPixmap.SP_DesktopIcon)
         self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
         self.run_action = self._action("Run expert", self.session.run_model, "Ctrl+Return",
-                                       "Run the selected expert on the scan")
+                                       "Run the selected expert on the scan", QStyle.StandardPixmap.SP_MediaPlay)
         self.cancel_action = self._action("Cancel task", self.session.cancel_current, "Esc",
-                                          "Stop the running task after its current step")
+                                          "Stop the running task after its current step",
+                                          QStyle.StandardPixmap.SP_BrowserStop)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -189,7 +241,8 @@ class MainWindow(QMainWindow):
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.setMovable(False)
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.setIconSize(QSize(16, 16))
         tb.addActions([self.open_action, self.open_dicom_action])
         tb.addSeparator()
         tb.addActions([self.run_action])
@@ -307,10 +360,11 @@ class MainWindow(QMainWindow):
     def _on_scan_changed(self, loaded) -> None:
         if loaded is not None:
             self.setWindowTitle(f"LoRKD Studio — {loaded.source.name}")
+            self.central.setCurrentWidget(self.viewer)
         self._update_actions()
 
     def _update_actions(self) -> None:
-        from lorkd_studio.services.types import SegmentationResult
+        from .services.types import SegmentationResult
 
         scan, result = self.state.scan, self.state.result
         seg = isinstance(result, SegmentationResult)
@@ -329,7 +383,7 @@ class MainWindow(QMainWindow):
             dialogs.show_error(self, title, path, problem)
 
     def _about(self) -> None:
-        from lorkd_studio import __version__
+        from . import __version__
 
         dialogs.show_info(self, "About LoRKD Studio",
                           f"LoRKD Studio {__version__}\nLow-rank knowledge decomposition: region experts from a "
@@ -339,9 +393,7 @@ class MainWindow(QMainWindow):
         if self.persist_layout:
             self.session.settings.save_window(self.saveGeometry(), self.saveState())
         self.session.shutdown()
-        close_viewer = getattr(self.viewer, "close_viewer", None) or getattr(self.viewer, "shutdown", None)
-        if callable(close_viewer):
-            close_viewer()
+        self.viewer.close()  # finalises VTK now; a child widget gets no closeEvent of its own
         super().closeEvent(event)
 
     def start(self, scan: str | Path | None = None) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QObject, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -35,6 +36,20 @@ def image_stats(image: QImage) -> tuple[float, int]:
     sample = rgb[::4, ::4].reshape(-1, 3)
     colors = len(np.unique(sample[:, 0].astype(np.int32) << 16 | sample[:, 1].astype(np.int32) << 8 | sample[:, 2]))
     return float(rgb.mean(axis=2).std()), colors
+
+
+def settle_viewer(viewer, timeout_s: float = 60.0) -> None:
+    """Let the viewer finish background work (3D surfaces) so the grab shows the final picture."""
+    for owner in (viewer, getattr(viewer, "volume_view", None)):
+        wait = getattr(owner, "wait_for_surfaces", None)
+        if callable(wait):
+            wait(timeout_s)
+            break
+    # The 3D view renders on a short timer and then repaints: give both a moment.
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        time.sleep(0.01)
 
 
 def save_window_png(window: QWidget, path: str | Path) -> Path:
@@ -79,7 +94,7 @@ class ScreenshotRun(QObject):
             self._fail("no demo case available; pass a SCAN")
 
     def _check_model(self, offered) -> None:
-        from lorkd_studio.session import match_model
+        from .session import match_model
 
         if self.model and self.session.state.scan is not None and offered and match_model(self.model, offered) is None:
             names = ", ".join(m.name for m in offered)
@@ -104,6 +119,7 @@ class ScreenshotRun(QObject):
     def _grab(self) -> None:
         if self._done:
             return
+        settle_viewer(self.window.viewer)
         try:
             save_window_png(self.window, self.out)
         except OSError as exc:

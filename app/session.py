@@ -12,11 +12,12 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from lorkd_core.errors import LorkdError
-from lorkd_studio.services.backend import Backend
-from lorkd_studio.services.settings import AppSettings
-from lorkd_studio.services.types import LoadedScan, ModelInfo, SegmentationResult
-from lorkd_studio.services.worker import TaskHandle, TorchWorker
-from lorkd_studio.state import Comparison, StudioState
+
+from .services.backend import Backend
+from .services.settings import AppSettings
+from .services.types import LoadedScan, ModelInfo, SegmentationResult
+from .services.worker import TaskHandle, TorchWorker
+from .state import Comparison, StudioState
 
 
 class Session(QObject):

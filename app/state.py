@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
 
-from lorkd_studio.services.stats import volume_changes
-from lorkd_studio.services.types import ClassificationResult, LoadedScan, ModelInfo, SegmentationResult, VolumeChange
+from .services.stats import volume_changes
+from .services.types import ClassificationResult, LoadedScan, ModelInfo, SegmentationResult, VolumeChange
 
 Result = SegmentationResult | ClassificationResult
 

@@ -37,7 +37,9 @@ QProgressBar::chunk {{ background: {ACCENT}; border-radius: 2px; }}
 QLabel#cardTitle {{ font-size: 13px; font-weight: 700; color: #e6edf5; }}
 QLabel#muted {{ color: #8b95a1; }}
 QLabel#warning {{ color: {WARNING}; }}
-QLabel#hint {{ color: #8b95a1; font-size: 15px; }}
+QLabel#hint {{ color: #8b95a1; font-size: 14px; }}
+QLabel#welcomeTitle {{ color: #e6edf5; font-size: 28px; font-weight: 300; }}
+QWidget#welcomePage {{ background: #16181b; }}
 QTabWidget::pane {{ border: 1px solid #3a3e45; top: -1px; }}
 QTabBar::tab {{ background: #2a2d33; padding: 6px 14px; border: 1px solid #3a3e45; border-bottom: none; }}
 QTabBar::tab:selected {{ background: #33373e; color: white; }}

@@ -66,22 +66,12 @@ def _current_rss_bytes() -> int:
         return _rss_bytes()
 
 
-def run_variant(args: argparse.Namespace, variant: str) -> dict:
-    """Build the model for ``variant`` and measure it in this process."""
+def _build(args: argparse.Namespace, experts: bool):
     import torch
     from monai.networks.nets import UNet
 
-    from lorkd_core.experts import (
-        active_regions,
-        add_region_experts,
-        encoder_decoder_ranks,
-        expert_layers,
-        set_default_eks_impl,
-    )
+    from lorkd_core.experts import add_region_experts, encoder_decoder_ranks, expert_layers
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     torch.manual_seed(0)
     channels = tuple(int(c) for c in args.channels.split(","))
     net = UNet(
@@ -92,28 +82,40 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
         strides=(2,) * (len(channels) - 1),
         num_res_units=args.res_units,
     )
-    n_expert_layers = 0
-    if variant != "plain":
+    if experts:
         add_region_experts(net, REGIONS, encoder_decoder_ranks(args.encoder_rank, args.decoder_rank))
         for _, layer in expert_layers(net):
-            n_expert_layers += 1
             for factors in layer.experts.values():
                 with torch.no_grad():  # B = 0 would let a lazy implementation skip work
                     factors.B.normal_(0.0, 0.02)
-        impl = {"eks_lowrank": "lowrank", "eks_gather": "gather", "paper": "paper"}.get(variant, "auto")
-        set_default_eks_impl(impl)
-    net = net.to(device).train()
-    params = sum(p.numel() for p in net.parameters())
+    return net.to(torch.device(args.device)).train()
 
+
+def _batch(args: argparse.Namespace):
+    import torch
+
+    device = torch.device(args.device)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(args.batch, 1, args.size, args.size, args.size, generator=g).to(device)
     target = torch.randn(args.batch, args.out_channels, args.size, args.size, args.size, generator=g).to(device)
     # Every region present, in a shuffled (non-contiguous) order as a real sampler would give.
-    region_index = (torch.arange(args.batch) % len(REGIONS))[torch.randperm(args.batch, generator=g)].to(device)
+    region_index = (torch.arange(args.batch) % len(REGIONS))[torch.randperm(args.batch, generator=g)]
+    return x, target, region_index.to(device)
+
+
+def _step_fn(args: argparse.Namespace, variant: str, net, x, target, region_index):
+    """One forward+backward of ``variant``; returns a callable."""
+    import torch
+
+    from lorkd_core.experts import active_regions, set_default_eks_impl
+
+    impl = {"eks_lowrank": "lowrank", "eks_gather": "gather", "paper": "paper"}.get(variant, "auto")
     groups = [(t, (region_index == t).nonzero().flatten()) for t in range(len(REGIONS))]
     groups = [(t, idx) for t, idx in groups if idx.numel()]
+    order = torch.argsort(torch.cat([idx for _, idx in groups]))
 
     def step() -> None:
+        set_default_eks_impl(impl)
         net.zero_grad(set_to_none=True)
         if variant == "plain":
             out = net(x)
@@ -122,44 +124,67 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
             for t, idx in groups:
                 with active_regions(net, t):
                     parts.append(net(x.index_select(0, idx)))
-            out = torch.cat(parts).index_select(0, torch.argsort(torch.cat([idx for _, idx in groups])))
+            out = torch.cat(parts).index_select(0, order)
         else:
             with active_regions(net, region_index):
                 out = net(x)
         torch.nn.functional.mse_loss(out, target).backward()
-
-    def sync() -> None:
-        if device.type == "cuda":
+        if x.device.type == "cuda":
             torch.cuda.synchronize()
 
-    if device.type == "cuda":
-        sync()
-        torch.cuda.reset_peak_memory_stats()
-        mem_start = torch.cuda.memory_allocated()
-    else:
-        mem_start = _current_rss_bytes()
+    return step
+
+
+def time_variants(args: argparse.Namespace, variants: list[str]) -> dict[str, list[float]]:
+    """Interleave the variants step by step, so a slow spell of a shared machine hits them all alike."""
+    import random
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x, target, region_index = _batch(args)
+    plain = _build(args, experts=False) if "plain" in variants else None
+    experts = _build(args, experts=True) if set(variants) - {"plain"} else None
+    steps = {v: _step_fn(args, v, plain if v == "plain" else experts, x, target, region_index) for v in variants}
     for _ in range(args.warmup):
-        step()
-    sync()
-    times = []
+        for v in variants:
+            steps[v]()
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    rng = random.Random(0)
     for _ in range(args.reps):
-        t0 = time.perf_counter()
+        for v in rng.sample(variants, len(variants)):
+            t0 = time.perf_counter()
+            steps[v]()
+            times[v].append(time.perf_counter() - t0)
+    return times
+
+
+def measure_memory(args: argparse.Namespace, variant: str) -> dict:
+    """Peak memory of one variant; run in a fresh process so nothing else is counted."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x, target, region_index = _batch(args)
+    net = _build(args, experts=variant != "plain")
+    step = _step_fn(args, variant, net, x, target, region_index)
+    params = sum(p.numel() for p in net.parameters())
+    cuda = x.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+    else:
+        start = _current_rss_bytes()
+    for _ in range(2):
         step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() - mem_start if device.type == "cuda" else _rss_bytes() - mem_start
-    return {
-        "variant": variant,
-        "seconds": statistics.median(times),
-        "seconds_all": [round(t, 4) for t in times],
-        "peak_mb": peak / 2**20,
-        "params": params,
-        "expert_layers": n_expert_layers,
-    }
+    peak = torch.cuda.max_memory_allocated() - start if cuda else _rss_bytes() - start
+    return {"variant": variant, "peak_mb": peak / 2**20, "params": params}
 
 
-def _spawn(args: argparse.Namespace, variant: str) -> dict:
-    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", variant]
+def _spawn(args: argparse.Namespace, worker: str, variants: list[str]):
+    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--variants", ",".join(variants)]
     for key in ("device", "batch", "size", "channels", "res_units", "out_channels", "encoder_rank",
                 "decoder_rank", "reps", "warmup", "threads"):
         argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
@@ -168,19 +193,28 @@ def _spawn(args: argparse.Namespace, variant: str) -> dict:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     out = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
-        raise SystemExit(f"variant {variant} failed:\n{out.stderr}")
+        raise SystemExit(f"benchmark worker {worker} {variants} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of time(a) / time(b) in the same round: robust to a machine that speeds up and
+    slows down during the run."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    if args.worker:
-        print(json.dumps(run_variant(args, args.worker)))
-        return 0
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    if args.worker == "time":
+        print(json.dumps(time_variants(args, variants)))
+        return 0
+    if args.worker == "memory":
+        print(json.dumps(measure_memory(args, variants[0])))
+        return 0
     config = {
         "device": args.device, "batch": args.batch, "patch": [args.size] * 3, "channels": args.channels,
         "res_units": args.res_units, "out_channels": args.out_channels, "regions": len(REGIONS),
@@ -188,32 +222,37 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup, "threads": args.threads,
     }
     print("config: " + ", ".join(f"{k}={v}" for k, v in config.items()), flush=True)
-    results = {}
+    memory = {}
     for v in variants:
-        results[v] = _spawn(args, v)
-        r = results[v]
-        print(f"  measured {v:<12} {r['seconds']:.3f} s  {r['peak_mb']:.0f} MB", flush=True)
+        memory[v] = _spawn(args, "memory", [v])
+        print(f"  peak memory {v:<12} {memory[v]['peak_mb']:.0f} MB", flush=True)
+    times = _spawn(args, "time", variants)
+    median = {v: statistics.median(ts) for v, ts in times.items()}
 
-    base = results.get("plain")
     mem_label = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
+    has_plain = "plain" in variants
     print()
-    print(f"{'variant':<12} {'fwd+bwd s':>10} {'x plain':>8} {mem_label:>12} {'x plain':>8} {'params':>10}")
-    for v, r in results.items():
-        t_ratio = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"
-        m_ratio = f"{r['peak_mb'] / base['peak_mb']:.2f}" if base and base["peak_mb"] > 0 else "-"
-        print(f"{v:<12} {r['seconds']:>10.3f} {t_ratio:>8} {r['peak_mb']:>12.0f} {m_ratio:>8} {r['params']:>10,}")
+    header = f"{'variant':<12} {'median s':>9} {'min s':>7} {'x plain':>8} {mem_label:>12} {'x plain':>8} {'params':>10}"
+    print(header)
+    print("-" * len(header))
+    for v in variants:
+        t_ratio = f"{_paired_ratio(times, v, 'plain'):.2f}" if has_plain else "-"
+        base_mem = memory["plain"]["peak_mb"] if has_plain else 0
+        m_ratio = f"{memory[v]['peak_mb'] / base_mem:.2f}" if base_mem > 0 else "-"
+        print(
+            f"{v:<12} {median[v]:>9.3f} {min(times[v]):>7.3f} {t_ratio:>8} {memory[v]['peak_mb']:>12.0f} "
+            f"{m_ratio:>8} {memory[v]['params']:>10,}"
+        )
+    print("(x plain for time: median over rounds of the paired ratio; rounds interleave the variants)")
 
     ratios = {}
-    if "eks" in results and base:
-        ratios["eks/plain"] = results["eks"]["seconds"] / base["seconds"]
-    if "eks" in results and "loop" in results:
-        ratios["loop/eks"] = results["loop"]["seconds"] / results["eks"]["seconds"]
-    if "eks" in results and "paper" in results and results["paper"]["peak_mb"] > 0:
-        ratios["eks_mem/paper_mem"] = results["eks"]["peak_mb"] / results["paper"]["peak_mb"]
-    if "eks_lowrank" in results and base:
-        ratios["eks_lowrank/plain"] = results["eks_lowrank"]["seconds"] / base["seconds"]
-    if "paper" in results and "eks" in results:
-        ratios["paper/eks"] = results["paper"]["seconds"] / results["eks"]["seconds"]
+    pairs = {"eks/plain": ("eks", "plain"), "loop/eks": ("loop", "eks"), "paper/eks": ("paper", "eks"),
+             "eks_lowrank/plain": ("eks_lowrank", "plain"), "eks_gather/plain": ("eks_gather", "plain")}
+    for key, (a, b) in pairs.items():
+        if a in times and b in times:
+            ratios[key] = _paired_ratio(times, a, b)
+    if "eks" in memory and "paper" in memory and memory["paper"]["peak_mb"] > 0:
+        ratios["eks_mem/paper_mem"] = memory["eks"]["peak_mb"] / memory["paper"]["peak_mb"]
     met = {}
     print()
     for key, (op, limit) in TARGETS.items():
@@ -224,8 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "config": config,
         "results": {
-            v: {"seconds": round(r["seconds"], 4), "peak_mb": round(r["peak_mb"], 1), "params": r["params"]}
-            for v, r in results.items()
+            v: {
+                "median_s": round(median[v], 4),
+                "min_s": round(min(times[v]), 4),
+                "peak_mb": round(memory[v]["peak_mb"], 1),
+                "params": memory[v]["params"],
+            }
+            for v in variants
         },
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "targets_met": met,

@@ -45,7 +45,12 @@ def write_series(
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = PATIENT_NAME, PATIENT_ID, "19700101", "F"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = (
+            PATIENT_NAME,
+            PATIENT_ID,
+            "19700101",
+            "F",
+        )
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 2, int(k) + 1
         ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20240101", "120000", "ACC1", "1"
         ds.ReferringPhysicianName = ""
@@ -157,3 +162,25 @@ def test_dicom_seg_refuses_bad_input(tmp_path, ct_dicom_dir):
     with pytest.raises(ScanError, match="lacks SOPInstanceUID"):
         save_dicom_seg(tmp_path / "real.dcm", labels, real, {1: "liver"})
     assert not (tmp_path / "real.dcm").exists()
+
+
+def test_dicom_seg_at_full_size_with_the_real_label_map(tmp_path, ct_dicom_dir, ct_seg_path, real_data_dir):
+    # the real series has no UIDs, so its 31-structure label map goes onto a synthetic 512 x 512 x 20 series
+    import json
+
+    from lorkd_core.io import load_label_map
+
+    write_series(tmp_path / "ct", shape=(20, 512, 512))
+    scan = load_scan(tmp_path / "ct")
+    labels = load_label_map(ct_seg_path, like=load_scan(ct_dicom_dir)).array
+    names = {
+        int(k): v
+        for k, v in json.loads((real_data_dir / "totalsegmentator_v2_labels.json").read_text()).items()
+    }
+    start = time.perf_counter()
+    save_dicom_seg(tmp_path / "seg.dcm", labels, scan, names)
+    assert time.perf_counter() - start < 15
+    ds = pydicom.dcmread(tmp_path / "seg.dcm")
+    present = [int(v) for v in np.unique(labels) if v]
+    assert len(ds.SegmentSequence) == len(present) == 31
+    assert int(ds.NumberOfFrames) == sum(int(np.any(labels[z] == v)) for v in present for z in range(20))

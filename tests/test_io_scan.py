@@ -66,7 +66,10 @@ def test_real_dicom_series_has_the_geometry_of_its_label_map(real_ct, ct_seg_pat
 
 def test_real_label_map_lands_on_the_right_anatomy(real_ct, ct_seg_path, ts_names):
     label = load_label_map(ct_seg_path, like=real_ct).array
-    means = {name: float(real_ct.array[label == ts_names[name]].mean()) for name in ("liver", "vertebrae_T12", "spleen")}
+    means = {
+        name: float(real_ct.array[label == ts_names[name]].mean())
+        for name in ("liver", "vertebrae_T12", "spleen")
+    }
     assert 30 < means["liver"] < 90, means
     assert means["vertebrae_T12"] > 150, means
     assert 20 < means["spleen"] < 80, means
@@ -208,7 +211,9 @@ def test_label_map_checks(tmp_path, ct_volume):
     scan = load_scan(scan_path)
     labels = np.zeros(ct_volume.shape, np.uint8)
     labels[4:8, 5:9, 6:10] = 2
-    good = load_label_map(_write(tmp_path / "seg.nii.gz", labels, (0.8, 0.8, 2.0), (1.0, 2.0, 3.0)), like=scan)
+    good = load_label_map(
+        _write(tmp_path / "seg.nii.gz", labels, (0.8, 0.8, 2.0), (1.0, 2.0, 3.0)), like=scan
+    )
     assert good.array.dtype == np.int16 and good.values() == [2]
 
     wrong_spacing = _write(tmp_path / "spacing.nii.gz", labels, (0.8, 0.8, 2.5), (1.0, 2.0, 3.0))
@@ -221,7 +226,9 @@ def test_label_map_checks(tmp_path, ct_volume):
     shifted = _write(tmp_path / "origin.nii.gz", labels, (0.8, 0.8, 2.0), (1.0, 2.0, 3.5))
     with pytest.raises(LabelError, match="origin"):
         load_label_map(shifted, like=scan)
-    fractional = _write(tmp_path / "float.nii.gz", labels.astype(np.float32) * 0.3, (0.8, 0.8, 2.0), (1.0, 2.0, 3.0))
+    fractional = _write(
+        tmp_path / "float.nii.gz", labels.astype(np.float32) * 0.3, (0.8, 0.8, 2.0), (1.0, 2.0, 3.0)
+    )
     with pytest.raises(LabelError, match="non-integer"):
         load_label_map(fractional, like=scan)
     (tmp_path / "zero.nii.gz").write_bytes(b"")

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from lorkd_core.regions import REGION_NAMES, color_of, load_taxonomy, normalize_name, region_of, totalseg_label_to_region
+from lorkd_core.regions import (
+    REGION_NAMES,
+    color_of,
+    load_taxonomy,
+    normalize_name,
+    region_of,
+    totalseg_label_to_region,
+)
 
 CONTRACT_ORDER = ("abdomen", "brain", "head_neck", "lower_limb", "pelvis", "spine", "thorax", "upper_limb")
 

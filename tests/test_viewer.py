@@ -6,7 +6,7 @@ import gc
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
@@ -35,10 +35,11 @@ def viewer(qtbot):
     widget.close()
     widget.close()  # closing twice must be harmless
     widget.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     QApplication.processEvents()
     gc.collect()
     leaked = _vtk_object_ids() - before
-    assert not leaked, f"{len(leaked)} VTK objects outlived the viewer"
+    assert not leaked, f"{len(leaked)} VTK objects outlived the viewer: {sorted({type(o).__name__ for o in gc.get_objects() if id(o) in leaked})}"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from lorkd_studio.theme import ACCENT
+from ..theme import ACCENT
 
 ROW = 26
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lorkd_studio.state import Comparison, StudioState
+from ..state import Comparison, StudioState
 
 COLUMNS = ("Structure", "A (mL)", "B (mL)", "Δ (mL)", "Δ %")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QSlider, QWidget
 
-from lorkd_studio.panels.guard import Guard
+from .guard import Guard
 
 
 class DisplayPanel(QGroupBox):
@@ -30,6 +30,8 @@ class DisplayPanel(QGroupBox):
         self.preset.currentTextChanged.connect(self._on_preset)
         self.opacity.valueChanged.connect(lambda v: viewer.set_opacity(v / 100.0))
         self.surfaces.toggled.connect(self._on_surfaces)
+        viewer.set_opacity(self.opacity.value() / 100.0)
+        self._on_surfaces(self.surfaces.isChecked())
         if hasattr(viewer, "window_changed"):
             viewer.window_changed.connect(self._on_window_changed)
 

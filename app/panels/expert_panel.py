@@ -15,9 +15,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lorkd_studio.panels.guard import Guard
-from lorkd_studio.services.types import ModelInfo
-from lorkd_studio.state import StudioState
+from ..services.types import ModelInfo
+from ..state import StudioState
+from .guard import Guard
 
 EMPTY_TEXT = "No expert for this region and modality.\nAdd a model folder in Settings > Model folders."
 
@@ -38,7 +38,6 @@ class ExpertPanel(QGroupBox):
         self.list = QListWidget()
         self.list.setObjectName("expertList")
         self.list.setAlternatingRowColors(True)
-        self.list.setMinimumHeight(96)
         self.empty = QLabel(EMPTY_TEXT)
         self.empty.setObjectName("muted")
         self.empty.setWordWrap(True)
@@ -62,11 +61,12 @@ class ExpertPanel(QGroupBox):
         buttons.addStretch(1)
         buttons.addWidget(self.run_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.list, 1)
+        layout.addWidget(self.list)
         layout.addWidget(self.empty)
         layout.addWidget(self.title)
         layout.addLayout(self.card)
         layout.addLayout(buttons)
+        layout.addStretch(1)
         self.list.currentItemChanged.connect(self._on_item)
         state.offered_changed.connect(self._fill)
         state.model_changed.connect(self._on_model)
@@ -85,6 +85,9 @@ class ExpertPanel(QGroupBox):
             self._select(self._state.model_id)
         self.empty.setVisible(not models)
         self.list.setVisible(bool(models))
+        # As tall as its entries (up to six), so the card sits right below the list.
+        rows = max(1, min(6, len(models)))
+        self.list.setFixedHeight(rows * max(self.list.sizeHintForRow(0), 40) + 2 * self.list.frameWidth() + 4)
         self._show_card(self._state.model)
         self._update_enabled()
 

@@ -6,7 +6,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
 from lorkd_core.progress import Progress
-from lorkd_studio.services.worker import TaskHandle, TorchWorker
+
+from ..services.worker import TaskHandle, TorchWorker
 
 
 class JobPanel(QWidget):

@@ -16,17 +16,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lorkd_studio.panels.bar_chart import BarChart
-from lorkd_studio.panels.guard import Guard
-from lorkd_studio.services.types import ClassificationResult, SegmentationResult
-from lorkd_studio.state import StudioState
+from ..services.types import ClassificationResult, SegmentationResult
+from ..state import StudioState
+from .bar_chart import BarChart
+from .guard import Guard
 
-COLUMNS = ("Structure", "Volume (mL)", "Mean", "")
-BORDER_MARK = "⚠ border"
+COLUMNS = ("Structure", "mL", "Mean", "3D", "")
+BORDER_MARK = "⚠"
 
 
 class OutputsPanel(QWidget):
     structure_visibility_changed = Signal(int, bool)
+    surface_visibility_changed = Signal(int, bool)
     saliency_toggled = Signal(bool)
 
     def __init__(self, state: StudioState, colors_for, display_name, parent: QWidget | None = None) -> None:
@@ -44,13 +45,19 @@ class OutputsPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("structureTable")
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, tip in enumerate(("Tick to show the structure's overlay", "Volume in millilitres",
+                                   "Mean intensity inside the structure", "Tick to show the 3D surface",
+                                   "⚠: touches the scan's edge, so the volume is incomplete")):
+            self.table.horizontalHeaderItem(col).setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in (1, 2, 3):
+        for col in (1, 2, 3, 4):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.chart = BarChart()
         self.saliency = QCheckBox("Show saliency overlay")
@@ -96,19 +103,26 @@ class OutputsPanel(QWidget):
             name.setCheckState(Qt.CheckState.Checked)
             name.setData(Qt.ItemDataRole.UserRole, s.label_id)
             name.setToolTip(f"{s.name} (label {s.label_id}): untick to hide")
-            cells = [name, _number(s.volume_ml, 2), _number(s.mean_intensity, 1),
-                     QTableWidgetItem(BORDER_MARK if s.touches_border else "")]
+            surface = QTableWidgetItem("")
+            surface.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+            surface.setCheckState(Qt.CheckState.Checked)
+            surface.setData(Qt.ItemDataRole.UserRole, s.label_id)
+            surface.setToolTip("Show this structure's 3D surface")
+            border = QTableWidgetItem(BORDER_MARK if s.touches_border else "")
             if s.touches_border:
-                cells[3].setForeground(QColor("#e0a030"))
-                cells[3].setToolTip("Touches the scan border: the structure continues outside, its volume is incomplete")
+                border.setForeground(QColor("#e0a030"))
+                border.setToolTip("Touches the scan border: the structure continues outside, its volume is incomplete")
+            cells = [name, _number(s.volume_ml, 2), _number(s.mean_intensity, 1), surface, border]
             for col, item in enumerate(cells):
                 self.table.setItem(row, col, item)
+        self.table.setHorizontalHeaderItem(2, QTableWidgetItem("Mean HU" if self._is_ct() else "Mean"))
         total = sum(s.volume_ml for s in result.stats)
         self.summary.setText(f"{len(result.stats)} structures · {total:.1f} mL labelled · {result.seconds:.2f} s")
         touching = [self._display_name(s.name) for s in result.stats if s.touches_border]
         if touching:
-            self.warning.setText(f"⚠ {len(touching)} structure(s) touch the scan border, so their volume is "
-                                 f"incomplete: {', '.join(touching)}")
+            self.warning.setText(f"⚠ {len(touching)} of {len(result.stats)} structures reach the scan's edge: "
+                                 "their volumes are incomplete")
+            self.warning.setToolTip(", ".join(touching))
 
     def _show_classification(self, result: ClassificationResult) -> None:
         self.pages.setCurrentIndex(1)
@@ -118,16 +132,19 @@ class OutputsPanel(QWidget):
         self.summary.setText(f"Most likely: {best[0].replace('_', ' ')} ({100 * best[1]:.1f}%) · "
                              f"{result.seconds:.2f} s")
 
+    def _is_ct(self) -> bool:
+        return self._state.scan is not None and self._state.scan.modality == "CT"
+
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
-        if self._guard.active or item.column() != 0:
+        if self._guard.active or item.column() not in (0, 3):
             return
-        self.structure_visibility_changed.emit(int(item.data(Qt.ItemDataRole.UserRole)),
-                                               item.checkState() == Qt.CheckState.Checked)
+        signal = self.structure_visibility_changed if item.column() == 0 else self.surface_visibility_changed
+        signal.emit(int(item.data(Qt.ItemDataRole.UserRole)), item.checkState() == Qt.CheckState.Checked)
 
     def rows(self) -> list[tuple[str, float, float, bool]]:
         """(structure, volume mL, mean, touches border) as shown."""
         return [(self.table.item(r, 0).text(), float(self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)),
-                 float(self.table.item(r, 2).data(Qt.ItemDataRole.UserRole)), bool(self.table.item(r, 3).text()))
+                 float(self.table.item(r, 2).data(Qt.ItemDataRole.UserRole)), bool(self.table.item(r, 4).text()))
                 for r in range(self.table.rowCount())]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from lorkd_studio.panels.guard import Guard
-from lorkd_studio.services.types import RegionInfo
-from lorkd_studio.state import StudioState
+from ..services.types import RegionInfo
+from ..state import StudioState
+from .guard import Guard
 
 
 class RegionPanel(QGroupBox):

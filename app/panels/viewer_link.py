@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from lorkd_studio.panels.display_panel import DisplayPanel
-from lorkd_studio.services.backend import Backend
-from lorkd_studio.services.stats import relabel_by_name
-from lorkd_studio.services.types import ClassificationResult, LoadedScan, SegmentationResult
-from lorkd_studio.state import StudioState
+from ..services.backend import Backend
+from ..services.stats import relabel_by_name
+from ..services.types import ClassificationResult, LoadedScan, SegmentationResult
+from ..state import StudioState
+from .display_panel import DisplayPanel
 
 SALIENCY_LEVELS = 8
 
@@ -50,6 +50,10 @@ class ViewerLink(QObject):
 
     def set_structure_visible(self, label_id: int, visible: bool) -> None:
         self._viewer.set_structure_visible(label_id, visible)
+
+    def set_surface_visible(self, label_id: int, visible: bool) -> None:
+        if hasattr(self._viewer, "set_surface_visible"):
+            self._viewer.set_surface_visible(label_id, visible)
 
     def refresh_overlay(self) -> None:
         result, comparison = self._state.result, self._state.comparison

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from lorkd_core.errors import LorkdError, ModelError, ScanError
-from lorkd_studio.services import stats as stats_mod
-from lorkd_studio.services.report import build_report, write_report
-from lorkd_studio.services.taxonomy import TaxonomyView, load_taxonomy_view
-from lorkd_studio.services.types import (
+
+from . import stats as stats_mod
+from .report import build_report, write_report
+from .taxonomy import TaxonomyView, load_taxonomy_view
+from .types import (
     ClassificationResult,
     LoadedScan,
     ModelInfo,
@@ -35,9 +36,10 @@ SCAN_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".png", ".j
 
 
 class Backend:
-    def __init__(self, model_dirs: Sequence[str | Path] = ()) -> None:
+    def __init__(self, model_dirs: Sequence[str | Path] = (), *, include_bundled: bool = True) -> None:
         self.taxonomy: TaxonomyView = load_taxonomy_view()
         self._model_dirs = [Path(d) for d in model_dirs]
+        self._include_bundled = include_bundled
         self._registered: dict[str, tuple[ModelInfo, Runner]] = {}
         self._lock = threading.Lock()
         self._predictors: dict[str, Any] = {}  # worker thread only: one Predictor (and its expert cache) per device
@@ -113,7 +115,7 @@ class Backend:
         if load_label_map is None:
             import SimpleITK as sitk
 
-            from lorkd_studio.services.fallback_io import load_label_names
+            from .fallback_io import load_label_names
 
             labels = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.int16)
             if labels.shape != like.array.shape:
@@ -145,7 +147,8 @@ class Backend:
             from lorkd_core.engine.catalog import list_models
         except ImportError:
             return models
-        return models + [_model_info(e) for e in list_models(self._model_dirs)]
+        entries = list_models(self._model_dirs, include_bundled=self._include_bundled)
+        return models + [_model_info(e) for e in entries]
 
     @staticmethod
     def models_for(models: Sequence[ModelInfo], region: str, modality: str | None) -> list[ModelInfo]:
@@ -265,7 +268,7 @@ def _core_function(name: str, modules: Sequence[str] = ("lorkd_core.io", "lorkd_
 
 
 def _fallback(name: str) -> Any:
-    from lorkd_studio.services import fallback_io
+    from . import fallback_io
 
     return getattr(fallback_io, name)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lorkd_core.atomic import write_text_atomic
-from lorkd_studio.services.types import ClassificationResult, LoadedScan, ModelInfo, SegmentationResult, VolumeChange
+
+from .types import ClassificationResult, LoadedScan, ModelInfo, SegmentationResult, VolumeChange
 
 
 def scan_geometry(loaded: LoadedScan) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lorkd_studio.services.types import StructureStat, VolumeChange
+from .types import StructureStat, VolumeChange
 
 
 def structure_stats(labels: np.ndarray, image: np.ndarray, spacing_xyz: Sequence[float],

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from lorkd_studio.services.types import REGION_ORDER, RegionInfo
+from .types import REGION_ORDER, RegionInfo
 
 DEFAULT_WINDOWS = {"soft_tissue": (350.0, 40.0), "lung": (1400.0, -500.0), "bone": (1000.0, 400.0),
                    "brain": (100.0, 50.0)}

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QImage, QPainter, QShowEvent
+from PySide6.QtCore import QCoreApplication, Signal
+from PySide6.QtGui import QCloseEvent, QImage, QPainter
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from .colormaps import DIFF_COLORS, DIFF_CONFLICT, DIFF_ONLY_A, DIFF_ONLY_B, PRESETS, difference_labels
@@ -287,15 +287,6 @@ class ViewerWidget(QWidget):
         return image
 
     # --- lifecycle ------------------------------------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
-        super().showEvent(event)
-        # Deferred so the window paints before pyvista's imports and the GL context are paid for.
-        QTimer.singleShot(0, self._start_3d)
-
-    def _start_3d(self) -> None:
-        if not self._closed:
-            self.volume_view.ensure_plotter()
-
     def _shutdown(self) -> None:
         if not self._closed:
             self._closed = True

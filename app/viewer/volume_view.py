@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QEventLoop, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QSurfaceFormat
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .model import VIEWS, ViewerModel
@@ -34,6 +34,10 @@ class VolumeView(QWidget):
         self.plotter = None
         # Without a real windowing system there is no OpenGL context to give VTK (and it would abort).
         self.available = QGuiApplication.platformName() not in ("offscreen", "minimal")
+        if self.available:
+            # The interactor is created later, but the top-level window picks its GL format when it is
+            # first shown; without a desktop-GL 3.2 core default, Qt's compositor shaders fail (llvmpipe).
+            QSurfaceFormat.setDefaultFormat(_gl_format())
         self.surfaces_enabled = False
         self.hidden_structures: set[int] = set()
         self.hidden_surfaces: set[int] = set()
@@ -52,12 +56,18 @@ class VolumeView(QWidget):
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         text = "3D view loading\u2026" if self.available else "3D view unavailable (no OpenGL display)"
-        self._placeholder = QLabel(text, self)
+        self._placeholder = _Placeholder(text, self)
+        self._placeholder.painted.connect(self._placeholder_painted, Qt.ConnectionType.QueuedConnection)
         self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._placeholder.setStyleSheet("color:#6b7280; background:#0d1016;")
         self._layout.addWidget(self._placeholder)
 
     # --- lifecycle ----------------------------------------------------------------------------------
+    def _placeholder_painted(self) -> None:
+        # Creating the GL widget while the window is still being exposed crashes Qt's compositor
+        # (llvmpipe); once the placeholder has painted, the window is up and the switch is safe.
+        QTimer.singleShot(0, self.ensure_plotter)
+
     def ensure_plotter(self) -> bool:
         """Create the interactor on first use; False when 3D cannot run here."""
         if self.plotter is not None or not self.available or self._closed:
@@ -66,7 +76,8 @@ class VolumeView(QWidget):
 
         self.plotter = QtInteractor(self, auto_update=False)
         self.plotter.set_background("#0d1016", top="#2a3040")
-        self.plotter.enable_anti_aliasing("fxaa")
+        # A plain renderer flag: pyvista's enable_anti_aliasing() probes GL and crashes an unrealized widget.
+        self.plotter.renderer.SetUseFXAA(True)
         self._layout.removeWidget(self._placeholder)
         self._placeholder.deleteLater()
         self._layout.addWidget(self.plotter)
@@ -242,6 +253,7 @@ class VolumeView(QWidget):
 
     def wait_for_surfaces(self, timeout: float = 30.0) -> bool:
         """Spin the event loop until a pending build lands (tests, screenshots); True when surfaces are current."""
+        self.ensure_plotter()
         deadline = time.monotonic() + timeout
         while self._pending is not None and time.monotonic() < deadline:
             if self._pending.done() and (self._pending.cancelled() or self._pending.exception() is not None):
@@ -266,3 +278,23 @@ class VolumeView(QWidget):
             return None
         self.plotter.render()
         return np.asarray(self.plotter.screenshot(return_img=True))
+
+
+class _Placeholder(QLabel):
+    painted = Signal()
+
+    def paintEvent(self, event: object) -> None:  # noqa: N802
+        super().paintEvent(event)  # type: ignore[arg-type]
+        self.painted.emit()
+
+
+def _gl_format() -> QSurfaceFormat:
+    """Desktop OpenGL 3.2 core, the profile VTK's shaders need; multisampling stays inside VTK."""
+    fmt = QSurfaceFormat()
+    fmt.setRenderableType(QSurfaceFormat.RenderableType.OpenGL)
+    fmt.setProfile(QSurfaceFormat.OpenGLContextProfile.CoreProfile)
+    fmt.setVersion(3, 2)
+    fmt.setDepthBufferSize(24)
+    fmt.setAlphaBufferSize(8)
+    fmt.setSamples(0)
+    return fmt

@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"suggested region: n/a ({suggestion.get('error', 'no answer')})")
     else:
         conf = suggestion.get("confidence")
-        lines.append(f"suggested region: {suggestion['region']}" + (f" ({conf:.0%})" if conf is not None else ""))
+        lines.append(
+            f"suggested region: {suggestion['region']}" + (f" ({conf:.0%})" if conf is not None else "")
+        )
     print("\n".join(lines))
     return 0

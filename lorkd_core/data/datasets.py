@@ -321,7 +321,7 @@ def _totalseg_case(
             continue
         diff = mask.geometry.differences(ct_geometry)
         if diff:
-            problems.append(Problem(f, "label grid != image grid: " + "; ".join(diff), case.name))
+            problems.append(Problem(f, "label grid != image grid (label vs image: " + "; ".join(diff) + ")", case.name))
             continue
         fg = mask.array > 0
         voxels[name] = int(fg.sum())

@@ -17,10 +17,11 @@ from lorkd_core.data.phantom_shapes import F, Shape
 
 class Canvas:
     def __init__(self, shape_zyx: tuple[int, int, int], spacing_xyz, origin_xyz, matrix: np.ndarray,
-                 pivot, warp: Sequence[Sequence[tuple[np.ndarray, float, float]]] = ()) -> None:
-        """Anatomy = matrix @ (scanner - pivot) + pivot (a rotation times a patient-size scaling, so
-        shapes are written once in reference-adult millimetres); ``warp``: per-axis lists of
-        (wave vector [1/mm], amplitude mm, phase) added to the anatomy coordinates."""
+                 pivot, warp: Sequence[Sequence[tuple[float, float, float]]] = ()) -> None:
+        """Anatomy = matrix @ (scanner - pivot) + pivot + warp (a rotation times a patient-size
+        scaling, so shapes are written once in reference-adult millimetres). ``warp[i]`` holds up to
+        three (wave number 1/mm, amplitude mm, phase) terms along scanner x, y, z added to anatomy
+        axis i."""
         self.shape = tuple(int(s) for s in shape_zyx)
         self.spacing = np.asarray(spacing_xyz, float)
         self.origin = np.asarray(origin_xyz, float)
@@ -31,19 +32,29 @@ class Canvas:
         sx = (self.origin[0] + np.arange(nx) * self.spacing[0] - self.pivot[0]).astype(F)
         sy = (self.origin[1] + np.arange(ny) * self.spacing[1] - self.pivot[1]).astype(F)
         sz = (self.origin[2] + np.arange(nz) * self.spacing[2] - self.pivot[2]).astype(F)
-        gz, gy, gx = sz[:, None, None], sy[None, :, None], sx[None, None, :]
         r = self.matrix.astype(F)
+        # The warp is a sum of 1-D waves along the scanner axes: smooth, random, and cheap because
+        # each term is computed on a line and broadcast.
+        self.warp_max = 0.0
         coords = []
         for i in range(3):
-            c = r[i, 0] * gx + r[i, 1] * gy + r[i, 2] * gz + F(self.pivot[i])
-            coords.append(np.ascontiguousarray(np.broadcast_to(c, self.shape), dtype=F))
-        self.warp_max = 0.0
-        for axis, terms in enumerate(warp):
-            for k, amp, phase in terms:
-                arg = F(k[0]) * coords[0] + F(k[1]) * coords[1] + F(k[2]) * coords[2] + F(phase)
-                coords[axis] += F(amp) * np.sin(arg)
-                self.warp_max = max(self.warp_max, abs(float(amp)))
+            fx, fy, fz = r[i, 0] * sx, r[i, 1] * sy, r[i, 2] * sz + F(self.pivot[i])
+            for axis_line, (k, amp, phase) in zip((sx, sy, sz), warp[i] if i < len(warp) else ()):
+                wave = F(amp) * np.sin(F(k) * axis_line + F(phase))
+                if axis_line is sx:
+                    fx = fx + wave
+                elif axis_line is sy:
+                    fy = fy + wave
+                else:
+                    fz = fz + wave
+                self.warp_max += abs(float(amp))
+            c = fz[:, None, None] + fy[None, :, None]
+            coords.append(np.ascontiguousarray(c + fx[None, None, :], dtype=F))
         self.X, self.Y, self.Z = coords
+        self._inv = self.inverse.tolist()
+        self._piv = self.pivot.tolist()
+        self._org = self.origin.tolist()
+        self._spc = self.spacing.tolist()
         self.tissue = np.zeros(self.shape, np.uint8)
         self.struct = np.zeros(self.shape, np.int16)
         self.names: dict[str, int] = {}
@@ -64,22 +75,26 @@ class Canvas:
                 np.array([self.X.max(), self.Y.max(), self.Z.max()]))
 
     def box(self, lo, hi) -> tuple[slice, slice, slice] | None:
-        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or np.any(hi < lo):
+        """Index slices (z, y, x) covering the anatomy-space box [lo, hi], or None when outside."""
+        lo0, lo1, lo2 = float(lo[0]), float(lo[1]), float(lo[2])
+        hi0, hi1, hi2 = float(hi[0]), float(hi[1]), float(hi[2])
+        if not (hi0 >= lo0 and hi1 >= lo1 and hi2 >= lo2) or max(abs(lo0), abs(hi2), abs(hi0), abs(lo2)) > 1e5:
             return None
-        corners = np.array([[lo[0] if i & 1 == 0 else hi[0], lo[1] if i & 2 == 0 else hi[1],
-                             lo[2] if i & 4 == 0 else hi[2]] for i in range(8)])
-        scanner = (corners - self.pivot) @ self.inverse.T + self.pivot
-        idx = (scanner - self.origin) / self.spacing
-        pad = self.warp_max / self.spacing + 1.0
-        i0 = np.floor(idx.min(axis=0) - pad).astype(int)
-        i1 = np.ceil(idx.max(axis=0) + pad).astype(int) + 1
-        nx, ny, nz = self.shape[2], self.shape[1], self.shape[0]
-        i0 = np.maximum(i0, 0)
-        i1 = np.minimum(i1, [nx, ny, nz])
-        if np.any(i1 <= i0):
-            return None
-        return slice(i0[2], i1[2]), slice(i0[1], i1[1]), slice(i0[0], i1[0])
+        c = ((lo0 + hi0) / 2, (lo1 + hi1) / 2, (lo2 + hi2) / 2)
+        h = ((hi0 - lo0) / 2 + self.warp_max, (hi1 - lo1) / 2 + self.warp_max, (hi2 - lo2) / 2 + self.warp_max)
+        out = []
+        for j in range(3):  # index axis j = scanner axis j (x, y, z)
+            row = self._inv[j]
+            cj = self._piv[j] + sum(row[k] * (c[k] - self._piv[k]) for k in range(3))
+            hj = sum(abs(row[k]) * h[k] for k in range(3))
+            i0 = int(np.floor((cj - hj - self._org[j]) / self._spc[j])) - 1
+            i1 = int(np.ceil((cj + hj - self._org[j]) / self._spc[j])) + 2
+            n = self.shape[2 - j]
+            i0, i1 = max(i0, 0), min(i1, n)
+            if i1 <= i0:
+                return None
+            out.append(slice(i0, i1))
+        return out[2], out[1], out[0]
 
     # -- painting ----------------------------------------------------------------------------------
     def paint(self, shape: Shape, tissue: int | Sequence[tuple[float, int]], struct: str | None = None, *,
@@ -94,10 +109,10 @@ class Canvas:
         """
         layers = [(0.0, int(tissue))] if np.isscalar(tissue) else [(float(a), int(b)) for a, b in tissue]
         sid = self.sid(struct)
-        only_t = None if only_tissue is None else np.asarray(list(only_tissue), np.uint8)
-        not_t = None if not_tissue is None else np.asarray(list(not_tissue), np.uint8)
-        only_s = None if only_struct is None else np.asarray([self.names.get(n, -1) for n in only_struct],
-                                                             np.int16)
+        only_t = None if only_tissue is None else _lut(only_tissue, 256)
+        not_t = None if not_tissue is None else ~_lut(not_tissue, 256)
+        only_s = None if only_struct is None else _lut([self.names[n] for n in only_struct if n in self.names],
+                                                      len(self.names) + 2)
         evaluated = []
         for piece in shape.pieces():
             box = self.box(*piece.bounds())
@@ -109,11 +124,11 @@ class Canvas:
             for box, d in evaluated:
                 m = d <= -F(inset)
                 if only_t is not None:
-                    m &= np.isin(self.tissue[box], only_t)
+                    m &= only_t[self.tissue[box]]
                 if not_t is not None:
-                    m &= ~np.isin(self.tissue[box], not_t)
+                    m &= not_t[self.tissue[box]]
                 if only_s is not None:
-                    m &= np.isin(self.struct[box], only_s)
+                    m &= only_s[self.struct[box]]
                 if not m.any():
                     continue
                 self.tissue[box][m] = tis
@@ -129,3 +144,9 @@ class Canvas:
         if not ids:
             return np.zeros(self.shape, bool)
         return np.isin(self.struct, ids)
+
+
+def _lut(ids, size: int) -> np.ndarray:
+    table = np.zeros(size, bool)
+    table[[int(i) for i in ids]] = True
+    return table

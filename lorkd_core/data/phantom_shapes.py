@@ -352,6 +352,13 @@ class Intersect(Shape):
             d = np.maximum(d, s.sdf(x, y, z))
         return d
 
+    def pieces(self) -> Sequence[Shape]:
+        # max(min_i a_i, b) == min_i max(a_i, b): each piece of the first shape on its own box.
+        parts = self.shapes[0].pieces()
+        if len(parts) == 1:
+            return (self,)
+        return [Intersect(p, *self.shapes[1:]) for p in parts]
+
 
 class Subtract(Shape):
     def __init__(self, base: Shape, *cut: Shape) -> None:
@@ -366,6 +373,12 @@ class Subtract(Shape):
             if _overlaps(s.bounds(), x, y, z, 1.0):
                 d = np.maximum(d, -s.sdf(x, y, z))
         return d
+
+    def pieces(self) -> Sequence[Shape]:
+        parts = self.base.pieces()
+        if len(parts) == 1:
+            return (self,)
+        return [Subtract(p, *self.cut) for p in parts]
 
 
 class Offset(Shape):

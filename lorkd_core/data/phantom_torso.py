@@ -21,6 +21,12 @@ def cavity(p: Patient) -> ZColumn:
     return ZColumn(_CAV_Z, 0.0, 0.0, _CAV_A * p.muscle, _CAV_B * p.muscle, _CAV_P * p.muscle, n=2.2)
 
 
+def cavity_axes(p: Patient, z: float) -> tuple[float, float, float]:
+    """(half-width, anterior half-depth, posterior half-depth) of the trunk cavity at height z."""
+    return (float(np.interp(z, _CAV_Z, _CAV_A)) * p.muscle, float(np.interp(z, _CAV_Z, _CAV_B)) * p.muscle,
+            float(np.interp(z, _CAV_Z, _CAV_P)) * p.muscle)
+
+
 def dome(p: Patient):
     """z of the diaphragm surface as a function of (x, y): two domes, lower at the back and sides."""
     def fn(x, y):

@@ -113,17 +113,10 @@ def _slice_spacing(scan: Any) -> float:
 
 
 def _normalize(array: np.ndarray, modality: str) -> np.ndarray:
-    """Intensity normalisation shared with training (``lorkd_core.data.transforms``)."""
-    try:
-        from lorkd_core.data.transforms import normalize_intensity
-    except ImportError:
-        return _normalize_fallback(array, modality)
-    return np.asarray(normalize_intensity(array, modality), dtype=np.float32)
-
-
-def _normalize_fallback(array: np.ndarray, modality: str) -> np.ndarray:
+    """Intensity normalisation as in training (card "preprocessing.intensity"):
+    CT: clip(HU, -1000, 1000) / 1000; MR (and anything else without a physical scale): z-score."""
     if modality == "CT":
-        return ((np.clip(array, -1000.0, 1000.0) + 1000.0) / 2000.0).astype(np.float32)
+        return (np.clip(array, -1000.0, 1000.0) / 1000.0).astype(np.float32)
     from lorkd_core.io import normalize_mr
 
     return normalize_mr(array)

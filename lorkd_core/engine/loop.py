@@ -98,7 +98,7 @@ class Runner:
                 opt.load_state_dict(resume.optimizer)
             if "scaler" in resume.state and scaler.is_enabled():
                 scaler.load_state_dict(resume.state["scaler"])
-            start = resume.step
+            start = int(resume.state.get("phase_step", resume.step))
         if phase.teacher is not None:
             phase.teacher.to(ctx.device).eval()
         wrapped = ctx.wrap(model)
@@ -146,12 +146,11 @@ class Runner:
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         scaler.step(opt)
         scaler.update()
-        return self._reduce(parts, lr)
+        return self._reduce(parts, lr, phase.objective.lam)
 
-    def _reduce(self, parts: dict, lr: float) -> dict[str, float]:
+    def _reduce(self, parts: dict, lr: float, lam: float) -> dict[str, float]:
         """Sample-weighted means over all ranks: loss, task, kd and each region's loss."""
         regions = self.data.regions
-        lam = self.cfg.__dict__.get("lam", 0.0)
         vec = torch.zeros(3 + 2 * len(regions), dtype=torch.float64)
         for region, part in parts.items():
             n = part.count
@@ -186,12 +185,12 @@ class Runner:
                     scaler: torch.amp.GradScaler) -> Path | None:
         folder = None
         if self.ctx.is_main:
-            state = {"job": self.job, "config": self.cfg.to_dict(), "global_step": self.state.offset + step,
+            state = {"job": self.job, "config": self.cfg.to_dict(), "phase_step": step,
                      "total_steps": self.state.total_steps, "elapsed_s": self.state.elapsed,
                      "regions": self.data.regions, **self.extra_state()}
             if scaler.is_enabled():
                 state["scaler"] = scaler.state_dict()
-            folder = save_checkpoint(self.ckpt_dir, step=step, phase=phase.name, model=model, optimizer=opt,
-                                     state=state)
+            folder = save_checkpoint(self.ckpt_dir, step=self.state.offset + step, phase=phase.name, model=model,
+                                     optimizer=opt, state=state)
         self.ctx.barrier()
         return folder

@@ -217,8 +217,8 @@ def load_state_checked(module: torch.nn.Module, state: Mapping[str, torch.Tensor
                        *, strict: bool = True) -> None:
     """``module.load_state_dict`` with errors that name the weights file and the first bad tensors."""
     own = module.state_dict()
-    bad_shapes = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
-                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    bad_shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
     if bad_shapes:
         k, got, want = bad_shapes[0]
         more = f" (and {len(bad_shapes) - 1} more)" if len(bad_shapes) > 1 else ""

@@ -96,14 +96,14 @@ class Geometry:
         return np.asarray(self.origin) + (idx * np.asarray(self.spacing)) @ self.matrix.T
 
     def differences(self, other: Geometry, tol: float = GEOMETRY_TOLERANCE) -> list[str]:
-        """Human-readable list of what differs (empty when the grids match)."""
+        """What differs, each as ``"<property> <self's value> vs <other's value>"`` (empty when the grids match)."""
         out = []
         if self.size != other.size:
-            out.append(f"size {_fmt(other.size)} vs {_fmt(self.size)}")
+            out.append(f"size {_fmt(self.size)} vs {_fmt(other.size)}")
         for name in ("spacing", "origin", "direction"):
             a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
             if not np.allclose(a, b, atol=tol, rtol=0):
-                out.append(f"{name} {_fmt(b)} vs {_fmt(a)}")
+                out.append(f"{name} {_fmt(a)} vs {_fmt(b)}")
         return out
 
     def matches(self, other: Geometry, tol: float = GEOMETRY_TOLERANCE) -> bool:
@@ -446,7 +446,7 @@ def conform_label_map(label: LabelMap, target: Geometry, path: Path | None = Non
     reordered = _reorder_onto(label.array, source, target)
     if reordered is None:
         raise LabelError(
-            "label map grid differs from the scan grid (" + "; ".join(source.differences(target)) + ")",
+            "label map grid differs from the scan grid (label vs scan: " + "; ".join(source.differences(target)) + ")",
             path or label.path,
         )
     meta = dict(label.meta, reoriented_from=orientation_code(source.direction))

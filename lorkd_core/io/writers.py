@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 
 from lorkd_core.atomic import atomic_path, write_json_atomic
 from lorkd_core.errors import LabelError, ScanError
 from lorkd_core.io.scan import Geometry, LabelMap, Scan, sidecar_path
+
+if TYPE_CHECKING:  # pydicom costs ~1 s to import: only DICOM SEG output needs it
+    import pydicom
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -72,6 +74,8 @@ def _source_datasets(
     source: Scan | str | Path | Sequence[pydicom.Dataset], series_uid: str | None
 ) -> list[pydicom.Dataset]:
     """Source images in the scan's slice order (the order :func:`load_scan` stacked them)."""
+    import pydicom
+
     if isinstance(source, Scan):
         files = source.meta.get("dicom_files")
         if not files:

@@ -1,0 +1,79 @@
+"""Per-region label sets and scan geometry of the phantoms.
+
+Label names are TotalSegmentator snake_case in the taxonomy's relative order. Where TotalSegmentator
+splits a structure into many classes a tiny student could not tell apart from a patch, the phantoms
+group them: ``vertebrae`` (all levels), ``ribs`` (all 24), and side-free ``patella``/``tibia``/
+``fibula`` (as in TotalSegmentator's appendicular task) and ``humerus``/``radius``/``ulna``/
+``biceps_brachii``/``triceps_brachii`` (an isolated arm has no left/right context). The canvas keeps
+per-level names (``vertebrae_L1``, ``rib_left_5``), so passing ``labels=`` with those names to
+:func:`lorkd_core.data.phantoms.generate_case` gives per-level label maps instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lorkd_core.data.phantom_patient import HEAD_Z, level_mid, spine_y
+
+REGIONS = ("abdomen", "brain", "head_neck", "lower_limb", "pelvis", "spine", "thorax", "upper_limb")
+
+REGION_LABELS: dict[str, tuple[str, ...]] = {
+    "abdomen": ("liver", "spleen", "kidney_left", "kidney_right", "stomach", "pancreas", "inferior_vena_cava",
+                "aorta", "vertebrae"),
+    "brain": ("brain", "ventricles", "skull", "eye_left", "eye_right"),
+    "head_neck": ("thyroid_gland", "mandible", "common_carotid_artery_left", "common_carotid_artery_right",
+                  "trachea", "esophagus", "vertebrae", "spinal_cord"),
+    "lower_limb": ("femur_left", "femur_right", "patella", "tibia", "fibula", "quadriceps_femoris_left",
+                   "quadriceps_femoris_right"),
+    "pelvis": ("urinary_bladder", "rectum", "hip_left", "hip_right", "sacrum", "gluteus_maximus_left",
+               "gluteus_maximus_right", "femur_left", "femur_right"),
+    "spine": ("vertebrae", "intervertebral_discs", "spinal_cord", "autochthon_left", "autochthon_right", "sacrum"),
+    "thorax": ("lung_left", "lung_right", "trachea", "esophagus", "heart", "aorta", "ribs", "sternum", "vertebrae"),
+    "upper_limb": ("humerus", "radius", "ulna", "triceps_brachii", "biceps_brachii"),
+}
+
+# Group labels whose members are not simply "<label>_<suffix>".
+_ALIASES = {"ribs": ("rib_left_", "rib_right_")}
+
+
+def label_for(structure: str, labels: tuple[str, ...] | list[str]) -> str | None:
+    """The label of ``labels`` a canvas structure belongs to (exact name first, then its group)."""
+    if structure in labels:
+        return structure
+    for label in labels:
+        prefixes = _ALIASES.get(label, (label + "_",))
+        if any(structure.startswith(p) for p in prefixes):
+            return label
+    return None
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    center: tuple[float, float, float]  # anatomy (reference mm) at the grid centre
+    fov_mm: float  # in-plane field of view
+    z_extent: tuple[float, float]  # allowed z coverage (mm)
+
+
+def plan_scan(region: str, rng: np.random.Generator) -> ScanPlan:
+    u = rng.uniform
+    if region == "abdomen":
+        return ScanPlan((u(-10, 10), u(-10, 15), level_mid("L1") + u(-45, 25)), u(340, 480), (220, 500))
+    if region == "thorax":
+        return ScanPlan((u(-10, 10), u(-10, 15), level_mid("T7") + u(-30, 25)), u(330, 480), (230, 480))
+    if region == "pelvis":
+        return ScanPlan((u(-10, 10), u(-5, 15), -105 + u(-25, 20)), u(360, 480), (200, 420))
+    if region == "brain":
+        return ScanPlan((u(-6, 6), u(-14, 0), HEAD_Z - 10 + u(-10, 10)), u(210, 260), (160, 260))
+    if region == "head_neck":
+        return ScanPlan((u(-6, 6), u(-10, 10), 520 + u(-15, 15)), u(200, 290), (200, 360))
+    if region == "spine":
+        part = rng.choice(3, p=(0.5, 0.25, 0.25))
+        z = (level_mid("L3") + u(-30, 30), level_mid("T8") + u(-40, 40), level_mid("C4") + u(-10, 10))[int(part)]
+        return ScanPlan((u(-8, 8), float(spine_y(z)) + u(5, 25), z), u(150, 260), (190, 450))
+    if region == "lower_limb":
+        return ScanPlan((u(-10, 10), u(0, 20), -550 + u(-80, 50)), u(340, 450), (220, 480))
+    if region == "upper_limb":
+        return ScanPlan((u(-8, 8), u(-8, 8), u(-50, 50)), u(130, 200), (220, 450))
+    raise ValueError(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}")
