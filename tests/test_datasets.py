@@ -153,7 +153,7 @@ def test_totalsegmentator_import_splits_cases_into_regions(totalseg, tmp_path):
     assert problems["s0003"] == "missing file (ct.nii.gz)"
     assert problems["s0004"] == "missing folder (segmentations/)"
     assert problems["spleen.nii.gz"].startswith(
-        "label grid != image grid: spacing (1, 1, 1) vs (1.5, 1.5, 2)"
+        "label grid != image grid (label vs image: spacing (1, 1, 1) vs (1.5, 1.5, 2))"
     )
     assert any("not_a_structure" in note for note in result.notes)
     # every imported item passes validation

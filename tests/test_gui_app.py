@@ -180,7 +180,6 @@ def wait_result(qtbot, window, action, model_id=None, timeout=SIGNAL_TIMEOUT):
 
 
 def open_in_region(qtbot, window, path, region="abdomen", model_id="test:expert"):
-    t0 = time.perf_counter()
     """Open a scan, then pick the region in the region picker (first another one, so the pick is a change)."""
     with qtbot.waitSignal(window.state.scan_changed, timeout=SIGNAL_TIMEOUT):
         window.open_path(path)
@@ -293,7 +292,7 @@ def test_dicom_series_flow_with_dicom_seg(qtbot, make_window, ct_dicom_dir, tmp_
     find_error_dialog(qtbot, window).close()
 
     series = write_dicom_series(tmp_path / "series", synthetic_volume())
-    result = wait_result(qtbot, window, lambda: window.open_path(series), "test:boxes")
+    open_in_region(qtbot, window, series, model_id="test:boxes")
     with qtbot.waitSignal(window.session.saved, timeout=SIGNAL_TIMEOUT):
         window.save_dicom_seg(tmp_path / "seg.dcm")
     import pydicom

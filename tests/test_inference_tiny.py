@@ -53,17 +53,17 @@ def write_case(folder: Path, region: str, seed: int, shape_zyx=(14, 20, 18), spa
     return paths[0], paths[1]
 
 
-def write_dataset(root: Path, regions=ALL_REGIONS, test_per_region: int = 1) -> Path:
-    """A manifest with ``test_per_region`` held-out cases per region (plus one train case each)."""
+def write_dataset(root: Path, regions=ALL_REGIONS, test_per_region: int = 1, train_per_region: int = 0) -> Path:
+    """A manifest with ``train_per_region`` training and ``test_per_region`` held-out cases per region."""
     lines = []
     for r_i, region in enumerate(regions):
-        for k in range(test_per_region + 1):
+        for k in range(train_per_region + test_per_region):
             case = f"{region}_{k:03d}"
             write_case(root / "cases" / case, region, seed=r_i * 10 + k)
             lines.append({"image": f"cases/{case}/ct.nii.gz", "label": f"cases/{case}/seg.nii.gz",
                           "region": region, "modality": "CT",
                           "labels": {str(i + 1): s for i, s in enumerate(structures(region))},
-                          "finding": None, "split": "train" if k == 0 else "test", "case_id": case})
+                          "finding": None, "split": "train" if k < train_per_region else "test", "case_id": case})
     manifest = root / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return manifest

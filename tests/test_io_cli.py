@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import SimpleITK as sitk
 
 from lorkd_core.cli import main
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_info_on_the_real_dicom_series(ct_dicom_dir, capsys, monkeypatch):

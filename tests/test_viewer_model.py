@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from lorkd_studio.viewer.colormaps import (
     DIFF_CONFLICT,
     DIFF_ONLY_A,

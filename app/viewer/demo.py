@@ -12,14 +12,16 @@ DEMO_NAMES = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left", 5: "
 DEMO_COLORS = {
     1: (221, 130, 101),
     2: (157, 108, 162),
-    3: (185, 102, 83),
-    4: (185, 102, 83),
+    3: (120, 170, 210),
+    4: (120, 170, 210),
     5: (241, 214, 145),
     6: (224, 97, 76),
 }
 
 
-def synthetic_abdomen(shape: tuple[int, int, int] = (60, 160, 192), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_abdomen(
+    shape: tuple[int, int, int] = (60, 160, 192), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A CT-like (z, y, x) phantom in HU on an LPS identity grid (x toward patient left, y posterior)."""
     nz, ny, nx = shape
     z, y, x = np.meshgrid(
@@ -48,12 +50,27 @@ def synthetic_abdomen(shape: tuple[int, int, int] = (60, 160, 192), seed: int = 
     for label_id, mask, hu in organs:
         ct[mask] = hu
         labels[mask] = label_id
-    vertebra = (x / 0.13) ** 2 + ((y - 0.5) / 0.13) ** 2 < 1.0
+    lungs = (blob(-0.45, 0.1, 0.95, 0.32, 0.45, 0.45) | blob(0.45, 0.1, 0.95, 0.32, 0.45, 0.45)) & ~(
+        labels > 0
+    )
+    ct[lungs] = -850.0
+    column = (x / 0.13) ** 2 + ((y - 0.5) / 0.13) ** 2 < 1.0
+    body_part = np.cos(z * np.pi * 3.5) > -0.55  # vertebral bodies separated by discs
+    ct[column] = 80.0
+    vertebra = column & body_part
     ct[vertebra] = 650.0
     ct[vertebra & ((x / 0.08) ** 2 + ((y - 0.5) / 0.08) ** 2 < 1.0)] = 250.0  # cancellous core
     labels[vertebra] = 5
     ct += rng.normal(0.0, 12.0, size=shape).astype(np.float32)
     return ct, labels
+
+
+_DEMO_STYLE = """
+QMainWindow, QToolBar, QStatusBar { background: #16191f; color: #cbd5e1; border: none; }
+QToolBar QLabel, QToolBar QCheckBox { color: #cbd5e1; }
+QComboBox { background: #262b35; color: #e5e7eb; border: 1px solid #3a404c; border-radius: 3px; padding: 2px 8px; }
+QComboBox QAbstractItemView { background: #262b35; color: #e5e7eb; selection-background-color: #3b82f6; }
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,15 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", default="1400x900")
     args = parser.parse_args(argv)
 
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QComboBox, QMainWindow, QSlider, QToolBar
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QLabel, QMainWindow, QSlider, QToolBar
 
-    from .viewer_widget import ViewerWidget
+    from .viewer_widget import LAYOUTS, ViewerWidget
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = QMainWindow()
     window.setWindowTitle("LoRKD Studio viewer demo")
-    window.setStyleSheet("QMainWindow, QToolBar, QStatusBar { background: #16191f; color: #cbd5e1; }")
+    window.setStyleSheet(_DEMO_STYLE)
     viewer = ViewerWidget()
     window.setCentralWidget(viewer)
     ct, labels = synthetic_abdomen()
@@ -79,17 +96,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     viewer.show_surfaces(True)
 
     bar = QToolBar("View", window)
+    bar.setMovable(False)
     presets = QComboBox(bar)
     presets.addItems(list(viewer.presets()))
     presets.currentTextChanged.connect(viewer.set_preset)
-    opacity = QSlider(bar)
-    opacity.setOrientation(opacity.orientation().Horizontal)
+    opacity = QSlider(Qt.Orientation.Horizontal, bar)
     opacity.setRange(0, 100)
     opacity.setValue(50)
-    opacity.setMaximumWidth(160)
+    opacity.setMaximumWidth(140)
     opacity.valueChanged.connect(lambda v: viewer.set_opacity(v / 100))
-    bar.addWidget(presets)
-    bar.addWidget(opacity)
+    surfaces = QCheckBox("3D surfaces", bar)
+    surfaces.setChecked(True)
+    surfaces.toggled.connect(viewer.show_surfaces)
+    layout = QComboBox(bar)
+    layout.addItems(list(LAYOUTS))
+    layout.currentTextChanged.connect(viewer.set_layout)
+    viewer.layout_changed.connect(layout.setCurrentText)
+    for text, widget in (
+        ("Window ", presets),
+        ("  Opacity ", opacity),
+        ("  ", surfaces),
+        ("  Layout ", layout),
+    ):
+        bar.addWidget(QLabel(text, bar))
+        bar.addWidget(widget)
     window.addToolBar(bar)
     status = window.statusBar()
     viewer.cursor_info.connect(
@@ -100,16 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.screenshot:
 
         def shoot() -> None:
-            viewer.volume_view.wait_for_surfaces()
-            viewer.volume_view.plotter.render()
-            image = window.grab().toImage()
-            shot = viewer.grab_composite()
-            from PySide6.QtGui import QPainter
-
-            painter = QPainter(image)
-            painter.drawImage(viewer.geometry().topLeft(), shot)
-            painter.end()
-            image.save(args.screenshot)
+            viewer.set_crosshair((34, 80, 70))
+            viewer.grab_composite()
+            window.grab().save(args.screenshot)
             viewer.close()
             app.quit()
 

@@ -69,7 +69,9 @@ class ViewerModel:
         self.source = array
         self.volume = self.reo.to_display(array)
         self.modality = modality
-        lo, hi = float(np.min(array)), float(np.max(array))
+        step = max(1, round((array.size / 2e6) ** (1 / 3)))  # the range only scales window drags: sample it
+        sample = array[::step, ::step, ::step]
+        lo, hi = float(sample.min()), float(sample.max())
         self.value_range = (lo, hi if hi > lo else lo + 1.0)
         if window is None:
             window = (350.0, 40.0) if modality == "CT" else auto_window(array)
@@ -83,6 +85,8 @@ class ViewerModel:
         if labels is not None and (self.reo is None or labels.shape != self.reo.source_shape):
             shape = None if self.reo is None else self.reo.source_shape
             raise ValueError(f"label map shape {labels.shape} does not match the volume {shape}")
+        if labels is not None and labels.dtype.kind not in "iu":
+            labels = labels.astype(np.int16)  # bool masks and float maps would index the colour table wrongly
         self.source_labels = labels
         self.labels = None if labels is None else self.reo.to_display(labels)  # type: ignore[union-attr]
         self.colors = {int(k): normalize_color(v) for k, v in colors.items()}

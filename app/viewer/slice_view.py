@@ -18,8 +18,9 @@ import math
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
+from .header import ViewHeader
 from .model import VIEWS, ViewerModel
 
 
@@ -227,26 +228,15 @@ class SliceView(QWidget):
         super().__init__(parent)
         spec = VIEWS[view]
         self.canvas = SliceCanvas(model, view, self)
-        header = QWidget(self)
-        header.setObjectName("viewHeader")
-        header.setFixedHeight(24)
-        tag = QLabel(spec.name.capitalize(), header)
-        tag.setObjectName("viewTag")
-        tag.setStyleSheet(
-            f"background:{spec.color}; color:#111; font-weight:bold; padding:0 8px; border-radius:3px;"
-        )
+        header = ViewHeader(spec.name.capitalize(), spec.color, self)
+        header.maximize_clicked.connect(self.canvas.maximize_requested)
         self.slider = QSlider(Qt.Orientation.Horizontal, header)
         self.slider.valueChanged.connect(self.slider_moved)
         self.index_label = QLabel("", header)
-        self.index_label.setMinimumWidth(56)
-        self.maximize_button = QToolButton(header)
-        self.maximize_button.setText("\u2922")
-        self.maximize_button.setToolTip("Maximise / restore this view (or double-click it)")
-        self.maximize_button.clicked.connect(self.canvas.maximize_requested)
-        row = QHBoxLayout(header)
-        row.setContentsMargins(4, 2, 4, 2)
-        for widget in (tag, self.slider, self.index_label, self.maximize_button):
-            row.addWidget(widget)
+        self.index_label.setMinimumWidth(64)
+        self.index_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        header.insert(self.slider, 1)
+        header.insert(self.index_label)
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, Signal
-from PySide6.QtGui import QCloseEvent, QImage, QPainter
+from PySide6.QtGui import QCloseEvent, QImage
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from .colormaps import DIFF_COLORS, DIFF_CONFLICT, DIFF_ONLY_A, DIFF_ONLY_B, PRESETS, difference_labels
@@ -72,6 +72,9 @@ class ViewerWidget(QWidget):
             view.slider_moved.connect(
                 lambda value, n=name: self.set_slice(n, self._slider_to_index(n, value))
             )
+        self.volume_view.header.maximize_clicked.connect(
+            lambda: self.set_layout("2x2" if self._layout_name == "3d" else "3d")
+        )
         self.setStyleSheet(_STYLE)
         app = QCoreApplication.instance()
         if app is not None:
@@ -267,24 +270,22 @@ class ViewerWidget(QWidget):
             view.canvas.reset_view()
         self.volume_view.reset_camera()
 
-    def grab_views(self) -> dict[str, QImage]:
-        """What each view shows now; the 3D view is rendered offscreen (a null image when unavailable)."""
+    def grab_views(self, include_3d: bool = True) -> dict[str, QImage]:
+        """What each view shows now; the 3D view waits for pending surfaces and renders (null image without GL)."""
         images = {name: view.canvas.grab().toImage() for name, view in self.slice_views.items()}
+        if not include_3d:
+            return images
         self.volume_view.wait_for_surfaces()
         shot = self.volume_view.screenshot()
         images["3d"] = QImage() if shot is None else _to_qimage(shot)
         return images
 
     def grab_composite(self) -> QImage:
-        """The whole widget as shown, with the 3D scene painted in (for --screenshot and docs)."""
-        image = self.grab().toImage()
-        shot = self.volume_view.screenshot() if self.volume_view.isVisible() else None
-        if shot is not None:
-            painter = QPainter(image)
-            rect = self.volume_view.geometry()
-            painter.drawImage(rect, _to_qimage(shot))
-            painter.end()
-        return image
+        """The whole widget as shown, 3D scene included once its surfaces are built (for --screenshot)."""
+        if self.volume_view.isVisible():
+            self.volume_view.wait_for_surfaces()
+            self.volume_view.render_now()
+        return self.grab().toImage()
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def _shutdown(self) -> None:

@@ -19,6 +19,7 @@ from PySide6.QtCore import QCoreApplication, QEventLoop, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QSurfaceFormat
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from .header import ViewHeader
 from .model import VIEWS, ViewerModel
 
 LOG = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ class VolumeView(QWidget):
         self._built.connect(self._on_built)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(0)
+        self.header = ViewHeader("3D", "#8fa3c8", self)
+        self.header.insert(QWidget(self.header), 1)
+        self.header.add_button("↺", "Reset the 3D camera (anterior view)").clicked.connect(self.reset_camera)
+        self._layout.addWidget(self.header)
         text = "3D view loading\u2026" if self.available else "3D view unavailable (no OpenGL display)"
         self._placeholder = _Placeholder(text, self)
         self._placeholder.painted.connect(self._placeholder_painted, Qt.ConnectionType.QueuedConnection)
@@ -76,8 +82,8 @@ class VolumeView(QWidget):
 
         self.plotter = QtInteractor(self, auto_update=False)
         self.plotter.set_background("#0d1016", top="#2a3040")
-        # A plain renderer flag: pyvista's enable_anti_aliasing() probes GL and crashes an unrealized widget.
-        self.plotter.renderer.SetUseFXAA(True)
+        # No FXAA: pyvista's enable_anti_aliasing() crashes an unrealized widget and the plain renderer
+        # flag renders black through pyvistaqt's FBO blit on llvmpipe; the scene relies on VTK's MSAA.
         self._layout.removeWidget(self._placeholder)
         self._placeholder.deleteLater()
         self._layout.addWidget(self.plotter)
@@ -134,6 +140,7 @@ class VolumeView(QWidget):
         self.plotter.camera.azimuth = -25
         self.plotter.camera.elevation = 12
         self.plotter.reset_camera()
+        self.plotter.camera.zoom(1.15)  # reset_camera leaves room for a bounding sphere; the box fills more
         self.request_render()
 
     def _bounds(self) -> tuple[float, ...]:
@@ -169,6 +176,7 @@ class VolumeView(QWidget):
         for face, text in zip(("XPlus", "XMinus", "YPlus", "YMinus", "ZPlus", "ZMinus"), "LRPASI"):
             getattr(cube, f"Set{face}FaceText")(text)
         cube.SetFaceTextScale(0.6)
+        cube.SetScale(0.8)  # the marker renderer fits the unrotated cube; leave room for rotated corners
         cube.GetCubeProperty().SetColor(0.22, 0.25, 0.32)
         cube.GetTextEdgesProperty().SetColor(0.85, 0.87, 0.9)
         for prop in (cube.GetXPlusFaceProperty(), cube.GetXMinusFaceProperty()):
@@ -177,7 +185,7 @@ class VolumeView(QWidget):
             prop.SetColor(0.55, 0.85, 0.5)
         for prop in (cube.GetZPlusFaceProperty(), cube.GetZMinusFaceProperty()):
             prop.SetColor(0.95, 0.85, 0.45)
-        self.plotter.add_orientation_widget(cube, interactive=False, viewport=(0.0, 0.0, 0.2, 0.2))
+        self.plotter.add_orientation_widget(cube, interactive=False, viewport=(0.02, 0.02, 0.2, 0.2))
 
     # --- surfaces -----------------------------------------------------------------------------------
     def set_surfaces_enabled(self, enabled: bool) -> None:
@@ -271,6 +279,10 @@ class VolumeView(QWidget):
     def _render_now(self) -> None:
         if self.plotter is not None and self.isVisible():
             self.plotter.render()
+
+    def render_now(self) -> None:
+        self._render_timer.stop()
+        self._render_now()
 
     def screenshot(self) -> np.ndarray | None:
         """(h, w, 3) uint8 of the 3D scene, rendered now; None when 3D is unavailable."""

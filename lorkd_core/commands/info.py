@@ -64,6 +64,8 @@ def suggest(scan: Scan) -> dict[str, Any] | None:
     out: dict[str, Any] = {"region": region}
     if isinstance(confidence, (int, float)):
         out["confidence"] = float(confidence)
+    if isinstance(getattr(found, "method", None), str):
+        out["method"] = found.method
     return out
 
 
@@ -102,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
     elif suggestion.get("region") is None:
         lines.append(f"suggested region: n/a ({suggestion.get('error', 'no answer')})")
     else:
-        conf = suggestion.get("confidence")
+        details = [f"{suggestion['confidence']:.0%}"] if suggestion.get("confidence") is not None else []
+        details += [suggestion["method"]] if suggestion.get("method") else []
         lines.append(
-            f"suggested region: {suggestion['region']}" + (f" ({conf:.0%})" if conf is not None else "")
+            f"suggested region: {suggestion['region']}" + (f" ({', '.join(details)})" if details else "")
         )
     print("\n".join(lines))
     return 0

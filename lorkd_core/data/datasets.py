@@ -22,7 +22,7 @@ import numpy as np
 
 from lorkd_core.data.manifest import DatasetItem, read_manifest
 from lorkd_core.errors import DatasetError, LabelError, LorkdError, ScanError
-from lorkd_core.io.scan import Geometry, load_label_map, load_scan, read_image_information
+from lorkd_core.io.scan import Geometry, conform_label_map, load_label_map, load_scan, read_image_information
 from lorkd_core.io.writers import save_label_map
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 from lorkd_core.regions import REGION_NAMES, Taxonomy, load_taxonomy, normalize_name
@@ -180,7 +180,8 @@ def _check_item(item: DatasetItem) -> Problem | None:
             label = load_label_map(item.label, like=scan)
         except LabelError as exc:
             if "grid differs" in exc.problem:
-                return problem(item.label, f"label grid != image grid: {exc.problem}")
+                detail = exc.problem[exc.problem.find("(") :] if "(" in exc.problem else ""
+                return problem(item.label, f"label grid != image grid {detail}".strip())
             return problem(item.label, f"unreadable label: {exc.problem}")
         names = item.label_names()
         if not names:
@@ -319,9 +320,11 @@ def _totalseg_case(
         except LabelError as exc:
             problems.append(Problem(f, f"unreadable label: {exc.problem}", case.name))
             continue
-        diff = mask.geometry.differences(ct_geometry)
-        if diff:
-            problems.append(Problem(f, "label grid != image grid (label vs image: " + "; ".join(diff) + ")", case.name))
+        try:
+            mask = conform_label_map(mask, ct_geometry, f)  # exact reorder when stored flipped
+        except LabelError:
+            diff = "; ".join(mask.geometry.differences(ct_geometry))
+            problems.append(Problem(f, f"label grid != image grid (label vs image: {diff})", case.name))
             continue
         fg = mask.array > 0
         voxels[name] = int(fg.sum())

@@ -27,7 +27,7 @@ class DatasetItem:
     label: Path | None
     region: str
     modality: str = "CT"
-    labels: dict[int, str] | None = None
+    labels: dict[int, str] | None = field(default=None, hash=False)
     finding: str | None = None
     split: str = "train"
     case_id: str = ""

@@ -7,7 +7,6 @@ import numpy as np
 from lorkd_core.data.phantom_canvas import Canvas
 from lorkd_core.data.phantom_patient import LEVELS, Patient, level_mid, spine_y
 from lorkd_core.data.phantom_shapes import (
-    Arc,
     Capsule,
     Ellipsoid,
     Intersect,
@@ -15,6 +14,7 @@ from lorkd_core.data.phantom_shapes import (
     Shape,
     Sphere,
     Subtract,
+    SweptArc,
     Tube,
     ZColumn,
     rotation,
@@ -26,39 +26,54 @@ from lorkd_core.data.phantom_torso import cavity_axes
 _RIB_DROP = (25, 40, 50, 60, 68, 75, 80, 84, 84, 78, 55, 35)
 
 
-def rib_arc(p: Patient, k: int, side: int, rng: np.random.Generator) -> tuple[Arc, float, float]:
-    """The arc of rib ``k`` (1..12) and its bony and cartilage end parameters."""
-    zk = level_mid(f"T{k}") + 8
+def rib_path(p: Patient, k: int, side: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Centre line of rib ``k`` (1..12) and of its costal cartilage.
+
+    From the costovertebral joint the neck runs back and out to the tubercle, then the shaft follows
+    the trunk cavity just outside it, descending towards its anterior end; ribs 1-10 continue as
+    cartilage towards the sternum."""
+    zk = level_mid(f"T{k}") + 6
     drop = _RIB_DROP[k - 1] * rng.uniform(0.9, 1.1)
-    a_cav, b_ant, b_post = cavity_axes(p, zk - 0.5 * drop)
-    a = a_cav + 6 if k > 1 else a_cav * 0.8
-    y_post = float(spine_y(zk)) + 26
-    y_ant = -(b_ant + 7)
-    b_world = (y_post - y_ant) / 2
-    alpha = float(np.arcsin(min(0.9, drop / (2 * b_world))))
-    b_loc = b_world / np.cos(alpha)
-    cz = zk - b_loc * np.sin(alpha)
-    center = (0.0, y_post - b_world, cz)
-    t0 = float(np.arcsin(min(0.95, 28 / a)))
-    if k <= 7:
-        t_bone, t_cart = np.pi - np.arcsin(min(0.95, (45 + 4 * k) / a)), np.pi - np.arcsin(min(0.95, 16 / a))
-    elif k <= 10:
-        t_bone, t_cart = np.pi - np.arcsin(min(0.95, (75 + 5 * (k - 8)) / a)), np.pi - np.arcsin(min(0.95, 45 / a))
-    else:
-        t_bone = t_cart = (1.95 if k == 11 else 1.45)
-    thick, height = (3.2, 5.5) if k in (1, 12) else (3.6, 6.5)
-    arc = Arc(center, a, b_loc, t0, t_bone, thick, height, rot=rotation(rx=alpha), side=side)
-    return arc, float(t_bone), float(t_cart)
+    sy = float(spine_y(zk))
+    head = np.array([side * 20.0, sy + 6, zk + 2])
+    tubercle = np.array([side * 34.0, sy + 34, zk])
+    end = {11: 1.75, 12: 1.25}.get(k, np.pi - 0.42 - 0.05 * min(k, 8))
+    if k == 1:
+        end = np.pi - 0.7
+    phis = np.linspace(0.42, end, 9)
+    pts = [head, tubercle]
+    for i, phi in enumerate(phis):
+        frac = i / (len(phis) - 1)
+        z = zk - drop * frac**0.9
+        a, b_ant, b_post = cavity_axes(p, z)
+        if k == 1:
+            a *= 0.85
+        r_y = b_post if np.cos(phi) > 0 else b_ant
+        pts.append(np.array([side * (a + 5) * np.sin(phi), (r_y + 5) * np.cos(phi), z]))
+    bone = np.array(pts)
+    cart = np.zeros((0, 3))
+    if k <= 10:
+        last = bone[-1]
+        target_z = last[2] + (6 if k <= 5 else 18 + 4 * (k - 6))
+        target = np.array([side * (14 + 4 * max(0, k - 7)), sternum_y(p, min(target_z, LEVELS["T2"][0])) + 2,
+                           target_z])
+        if k >= 8:
+            target = np.array([side * (40 + 8 * (k - 8)), last[1] + 10, last[2] + 28])
+        mid = (last + target) / 2 + np.array([side * 8.0, -6.0, -4.0])
+        cart = np.array([last, mid, target])
+    return bone, cart
 
 
 def paint_ribs(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     for k in range(1, 13):
+        r = (4.0 if k in (1, 12) else 4.8) * rng.uniform(0.9, 1.1)
         for side, name in ((-1, "right"), (1, "left")):
-            arc, t_bone, t_cart = rib_arc(p, k, side, rng)
-            if t_cart > t_bone + 0.01:
-                cart = Arc(arc.c, arc.a, arc.b, t_bone - 0.02, t_cart, arc.thick, arc.height, arc.rot, side)
-                c.paint(cart, T.CARTILAGE, "costal_cartilages")
-            _paint_bone(c, [arc], f"rib_{name}_{k}", inset=1.1)
+            bone, cart = rib_path(p, k, side, rng)
+            if len(cart):
+                c.paint(Tube(cart, r * 0.85, smooth=3), T.CARTILAGE, "costal_cartilages")
+            radii = np.full(len(bone), r)
+            radii[0] = r * 1.1
+            _paint_bone(c, [Tube(bone, radii, smooth=2)], f"rib_{name}_{k}", inset=1.1)
 
 
 def sternum_y(p: Patient, z: float) -> float:
@@ -83,7 +98,7 @@ def paint_shoulder_girdle(c: Canvas, p: Patient, rng: np.random.Generator) -> No
                (side * 150 * m, 12, top + 30)]
         _paint_bone(c, [Tube(pts, [8, 6.5, 6, 7], smooth=3)], f"clavicula_{name}", inset=1.6)
         y_s = cavity_axes(p, top - 40)[2] + 14
-        blade = Ellipsoid((side * 88 * m, y_s, top - 45), (44 * m, 4.0, 58), rot=rotation(rz=side * 0.55))
+        blade = Ellipsoid((side * 90 * m, y_s, top - 45), (46 * m, 4.0, 60), rot=rotation(rz=-side * 0.5))
         spine = Capsule((side * 60 * m, y_s + 8, top - 2), (side * 140 * m, 12, top + 22), 5.0)
         glenoid = Ellipsoid((side * 138 * m, 10, top + 12), (10, 16, 18))
         _paint_bone(c, [blade, spine, glenoid], f"scapula_{name}", inset=1.3)
@@ -98,13 +113,10 @@ def paint_hips(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     for side, name in ((-1, "right"), (1, "left")):
         head, rh = femur_head(p, side)
         parts: list[Shape] = []
-        # Iliac wing: stacked arcs from the crest down to the acetabular roof.
-        for f in np.linspace(0, 1, 7):
-            z = 18 - 88 * f
-            cx, cy = side * (38 + 32 * f) * m, -18 + 10 * f
-            a, b = (88 - 52 * f) * m, 70 - 30 * f
-            t0, t1 = 0.22 + 0.25 * f, 1.95 - 0.45 * f
-            parts.append(Arc((cx, cy, z), a, b, t0, t1, 3.0 + 6 * f, 8.5, side=side))
+        # Iliac wing: a curved plate from the crest down to the acetabular roof, flaring laterally.
+        crest = dict(cx=side * 36 * m, cy=-14, a=90 * m, b=68, t0=0.3, t1=2.05, thick=3.5)
+        roof = dict(cx=side * 72 * m, cy=-6, a=24 * m, b=30, t0=0.35, t1=1.9, thick=9.0)
+        parts.append(SweptArc(20 + rng.uniform(-5, 5), -92, crest, roof, side=side))
         cup = Subtract(Intersect(Sphere(head, rh + 13),
                                  Lambda(lambda x, y, z, h=head, s=side: (s * (x - h[0]) * 0.8 - (y - h[1]) * 0.35
                                                                          - (z - h[2]) * 0.45) - 6.0,
@@ -139,8 +151,10 @@ def paint_femurs(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
             spongy.append(Ellipsoid(knee + (s * 22, 4, 0), (17, 28, 22)))
         spongy.append(Capsule(knee + (0, -2, 60), knee + (0, 2, 8), r_shaft + 3, 30))
         shaft = Capsule(shaft_top, knee + (0, -2, 60), r_shaft, r_shaft + 3)
-        for part in [*spongy, shaft]:
-            c.paint(part, T.BONE, struct)
         for part in spongy:
-            c.paint(part, [(1.6, T.SPONGY)], keep_struct=True, only_tissue=(T.BONE,), only_struct=(struct,))
+            c.paint(part, T.THIN, struct)
+        c.paint(shaft, T.BONE, struct)
+        for part in spongy:
+            c.paint(part, [(max(1.6, c.min_shell), T.SPONGY)], keep_struct=True, only_tissue=(T.THIN, T.BONE),
+                    only_struct=(struct,))
         c.paint(shaft, [(r_shaft * 0.38, T.MARROW)], keep_struct=True, only_struct=(struct,))

@@ -55,6 +55,9 @@ class Canvas:
         self._piv = self.pivot.tolist()
         self._org = self.origin.tolist()
         self._spc = self.spacing.tolist()
+        self._n = [self.shape[2], self.shape[1], self.shape[0]]
+        step = self.spacing * np.linalg.norm(self.matrix, axis=0)  # anatomy mm per voxel step
+        self.min_shell = float(0.5 * step.min())
         self.tissue = np.zeros(self.shape, np.uint8)
         self.struct = np.zeros(self.shape, np.int16)
         self.names: dict[str, int] = {}
@@ -69,6 +72,12 @@ class Canvas:
         return self.names[name]
 
     # -- geometry ----------------------------------------------------------------------------------
+    def scanner_axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scanner (patient-independent) x, y, z of the grid lines, in mm."""
+        nz, ny, nx = self.shape
+        return tuple(self.origin[i] + np.arange(n) * self.spacing[i] for i, n in enumerate((nx, ny, nz)))
+
+
     def extent(self) -> tuple[np.ndarray, np.ndarray]:
         """Anatomy-space bounds of the whole grid."""
         return (np.array([self.X.min(), self.Y.min(), self.Z.min()]),
@@ -80,17 +89,16 @@ class Canvas:
         hi0, hi1, hi2 = float(hi[0]), float(hi[1]), float(hi[2])
         if not (hi0 >= lo0 and hi1 >= lo1 and hi2 >= lo2) or max(abs(lo0), abs(hi2), abs(hi0), abs(lo2)) > 1e5:
             return None
-        c = ((lo0 + hi0) / 2, (lo1 + hi1) / 2, (lo2 + hi2) / 2)
-        h = ((hi0 - lo0) / 2 + self.warp_max, (hi1 - lo1) / 2 + self.warp_max, (hi2 - lo2) / 2 + self.warp_max)
+        w = self.warp_max
+        c0, c1, c2 = (lo0 + hi0) / 2 - self._piv[0], (lo1 + hi1) / 2 - self._piv[1], (lo2 + hi2) / 2 - self._piv[2]
+        h0, h1, h2 = (hi0 - lo0) / 2 + w, (hi1 - lo1) / 2 + w, (hi2 - lo2) / 2 + w
         out = []
         for j in range(3):  # index axis j = scanner axis j (x, y, z)
-            row = self._inv[j]
-            cj = self._piv[j] + sum(row[k] * (c[k] - self._piv[k]) for k in range(3))
-            hj = sum(abs(row[k]) * h[k] for k in range(3))
-            i0 = int(np.floor((cj - hj - self._org[j]) / self._spc[j])) - 1
-            i1 = int(np.ceil((cj + hj - self._org[j]) / self._spc[j])) + 2
-            n = self.shape[2 - j]
-            i0, i1 = max(i0, 0), min(i1, n)
+            r0, r1, r2 = self._inv[j]
+            cj = self._piv[j] + r0 * c0 + r1 * c1 + r2 * c2
+            hj = abs(r0) * h0 + abs(r1) * h1 + abs(r2) * h2
+            i0 = max(int((cj - hj - self._org[j]) / self._spc[j]) - 1, 0)
+            i1 = min(int((cj + hj - self._org[j]) / self._spc[j]) + 2, self._n[j])
             if i1 <= i0:
                 return None
             out.append(slice(i0, i1))

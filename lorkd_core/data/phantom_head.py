@@ -45,12 +45,14 @@ def paint_head(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     thick = rng.uniform(5.5, 8.0)
     base = Lambda(_base_fn(s), ctr - outer, ctr + outer)
     cranium = Intersect(Ellipsoid(ctr, outer), base)
-    c.paint(cranium, [(0.0, T.BONE), (1.8, T.SPONGY), (thick - 1.6, T.BONE)], "skull")
+    shell = max(1.7, c.min_shell)
+    c.paint(cranium, [(0.0, T.THIN), (shell, T.SPONGY), (max(thick - shell, shell), T.THIN)], "skull")
     c.paint(Offset(cranium, -thick), T.CSF)
     for side in (-1, 1):  # petrous bones and mastoids
         c.paint(Ellipsoid((side * 38 * s, 18 * s, HEAD_Z - 46 * s), (26, 9, 9), rot=rotation(rz=side * 0.6)),
-                T.BONE, "skull")
-        c.paint(Sphere((side * 55 * s, 30 * s, HEAD_Z - 55 * s), 11), [(0.0, T.BONE), (1.5, T.GAS)], "skull")
+                T.BONE, "skull")  # petrous bone is dense throughout
+        c.paint(Sphere((side * 55 * s, 30 * s, HEAD_Z - 55 * s), 11), [(0.0, T.THIN), (max(1.5, c.min_shell), T.GAS)],
+                "skull")
     _paint_brain(c, p, ctr, outer, thick, rng)
     _paint_face(c, p, rng)
 
@@ -65,7 +67,7 @@ def _paint_brain(c: Canvas, p: Patient, ctr: np.ndarray, outer: np.ndarray, thic
     cereb = Ellipsoid((0, 48 * s, HEAD_Z - 38 * s), np.array([50, 30, 22]) * s)
     c.paint(Intersect(cereb, inner), [(0.0, T.GRAY), (6.0, T.WHITE)], "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF))
     c.paint(Tube([(0, 14 * s, HEAD_Z - 8), (0, 18 * s, HEAD_Z - 40 * s), (0, 24 * s, HEAD_Z - 68 * s)], [11, 10, 7]),
-            T.WHITE, "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF, T.BONE, T.SPONGY))
+            T.WHITE, "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF, T.BONE, T.THIN, T.SPONGY))
     for side in (-1, 1):
         c.paint(Ellipsoid((side * 22 * s, -4 * s, HEAD_Z - 4), (9, 17, 11)), T.GRAY, keep_struct=True,
                 only_struct=("brain",))
@@ -103,12 +105,12 @@ def _paint_face(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     s = p.head_scale
     z_eye = HEAD_Z - 36 * s
     # Maxilla and zygomas as one bony block, carved by the sinuses and the nasal cavity.
-    c.paint(Ellipsoid((0, -58 * s, HEAD_Z - 68 * s), np.array([48, 28, 22]) * s), [(0.0, T.BONE), (2.0, T.SPONGY)],
+    c.paint(Ellipsoid((0, -58 * s, HEAD_Z - 68 * s), np.array([48, 28, 22]) * s), [(0.0, T.THIN), (max(2.0, c.min_shell), T.SPONGY)],
             "maxilla", only_tissue=_SOFT_NECK)
     for side, name in ((-1, "right"), (1, "left")):
         eye_c = np.array([side * 32 * s, -68 * s, z_eye])
         orbit = Ellipsoid(eye_c + (0, 14, 0), np.array([19, 30, 16]) * s)
-        c.paint(Offset(orbit, 2.5), T.BONE, "skull", only_tissue=(*_SOFT_NECK, T.SPONGY))
+        c.paint(Offset(orbit, max(2.5, c.min_shell)), T.THIN, "skull", only_tissue=(*_SOFT_NECK, T.SPONGY))
         c.paint(orbit, T.FAT)
         c.paint(Sphere(eye_c, 12 * s * rng.uniform(0.95, 1.05)), [(0.0, T.SOFT), (1.2, T.VITREOUS)], f"eye_{name}")
         c.paint(Ellipsoid(eye_c + (0, -8 * s, 0), (4.5, 2.0, 4.5)), T.LENS, keep_struct=True,
@@ -116,13 +118,14 @@ def _paint_face(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
         c.paint(Tube([eye_c + (0, 11 * s, 0), (side * 14 * s, -22 * s, z_eye + 6)], 2.5), T.WHITE,
                 f"optic_nerve_{name}", only_tissue=(T.FAT,))
         sinus = Ellipsoid((side * 31 * s, -52 * s, HEAD_Z - 64 * s), np.array([15, 19, 17]) * s)
-        c.paint(sinus, [(0.0, T.BONE), (1.5, T.GAS)], "sinus_maxillary")
+        c.paint(sinus, [(0.0, T.THIN), (max(1.5, c.min_shell), T.GAS)], "sinus_maxillary")
         if rng.uniform() < 0.25:
             c.paint(sinus, [(1.5, T.SOFT)], keep_struct=True, only_tissue=(T.GAS,))
             c.paint(sinus, [(1.5 + rng.uniform(2, 6), T.GAS)], keep_struct=True, only_tissue=(T.SOFT,))
     nasal = Ellipsoid((0, -62 * s, HEAD_Z - 56 * s), np.array([13, 30, 30]) * s)
     c.paint(nasal, T.GAS, "nasal_cavity")
-    c.paint(Intersect(nasal, Lambda(lambda x, y, z: np.abs(x) - F(1.2), (-5, -120, 0), (5, 0, 1e3))), T.BONE,
+    septum = F(max(1.2, c.min_shell))
+    c.paint(Intersect(nasal, Lambda(lambda x, y, z: np.abs(x) - septum, (-5, -120, 0), (5, 0, 1e3))), T.THIN,
             keep_struct=True)
     pharynx = [(0, -28 * s, HEAD_Z - 58 * s), (0, -12, HEAD_Z - 95 * s), (0, -10, 545), (0, -16, 528)]
     c.paint(Tube(pharynx, [10, 8, 7, 7], smooth=3), T.GAS, "pharynx", only_tissue=_SOFT_NECK)
@@ -147,7 +150,7 @@ def paint_neck(c: Canvas, p: Patient, trachea_y, rng: np.random.Generator) -> No
     ty = trachea_y(505)
     c.paint(Ellipsoid((0, ty - 4, 508), (9, 9, 20)), T.GAS, "larynx_air", only_tissue=_SOFT_NECK)
     c.paint(Arc((0, ty + 4, 510), 19, 24, -1.25, 1.25, 1.6, 13.0, rot=flip), T.CARTILAGE, "thyroid_cartilage")
-    c.paint(Arc((0, ty + 8, 538), 18, 26, -1.3, 1.3, 2.5, 3.5, rot=flip), T.BONE, "hyoid")
+    c.paint(Arc((0, ty + 8, 538), 18, 26, -1.3, 1.3, 2.5, 3.5, rot=flip), T.THIN, "hyoid")
     # Thyroid lobes either side of the trachea with the isthmus in front.
     g = rng.uniform(0.8, 1.35)
     zt = 468 + rng.uniform(-6, 6)

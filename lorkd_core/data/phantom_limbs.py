@@ -6,7 +6,7 @@ import numpy as np
 
 from lorkd_core.data.phantom_canvas import Canvas
 from lorkd_core.data.phantom_patient import Patient
-from lorkd_core.data.phantom_shapes import F, Box, Capsule, Ellipsoid, Intersect, Lambda, Shape, Sphere, Tube
+from lorkd_core.data.phantom_shapes import Box, Capsule, Ellipsoid, F, Intersect, Lambda, Shape, Sphere, Tube
 from lorkd_core.data.phantom_spine import _paint_bone
 from lorkd_core.data.phantom_tissues import T
 
@@ -36,10 +36,12 @@ def sector(axis_a, axis_b, side: int, theta0: float, theta1: float, r_min: float
 def _long_bone(c: Canvas, top, bottom, r_top: float, r_bottom: float, struct: str, ends: list[Shape],
                cortex: float) -> None:
     shaft = Capsule(top, bottom, r_top, r_bottom)
-    for part in [*ends, shaft]:
-        c.paint(part, T.BONE, struct)
     for part in ends:
-        c.paint(part, [(1.5, T.SPONGY)], keep_struct=True, only_tissue=(T.BONE,), only_struct=(struct,))
+        c.paint(part, T.THIN, struct)
+    c.paint(shaft, T.BONE, struct)
+    for part in ends:
+        c.paint(part, [(max(1.5, c.min_shell), T.SPONGY)], keep_struct=True, only_tissue=(T.THIN, T.BONE),
+                only_struct=(struct,))
     c.paint(Capsule(top, bottom, r_top - cortex, r_bottom - cortex), T.MARROW, keep_struct=True,
             only_struct=(struct,))
 

@@ -7,14 +7,19 @@ from __future__ import annotations
 import numpy as np
 
 from lorkd_core.data import phantom_abdomen as abd
-from lorkd_core.data.phantom_bones import paint_femurs, paint_hips, paint_ribs, paint_shoulder_girdle, paint_sternum
+from lorkd_core.data.phantom_bones import (
+    paint_femurs,
+    paint_hips,
+    paint_ribs,
+    paint_shoulder_girdle,
+    paint_sternum,
+)
 from lorkd_core.data.phantom_canvas import Canvas
 from lorkd_core.data.phantom_head import paint_head, paint_neck
 from lorkd_core.data.phantom_limbs import arm_path, paint_arm, paint_legs
 from lorkd_core.data.phantom_patient import Patient
 from lorkd_core.data.phantom_spine import paint_spine
 from lorkd_core.data.phantom_thorax import paint_aorta, paint_thorax
-from lorkd_core.data.phantom_tissues import T
 from lorkd_core.data.phantom_torso import paint_table, paint_trunk_muscles, paint_wall
 
 
@@ -44,7 +49,7 @@ def build_body(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     if p.arms == "down":
         for side in (-1, 1):
             paint_arm(c, p, side, arm_path(p, side), rng)
-    _table(c, rng)
+    paint_table(c, rng)
 
 
 def build_arm(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
@@ -53,11 +58,4 @@ def build_arm(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     x = rng.uniform(-10, 10)
     path = np.array([[x + side * 4, 8, 300], [x, 10, 0], [x - side * 6, 2, -270]])
     paint_arm(c, p, side, path, rng)
-    _table(c, rng, width=160.0)
-
-
-def _table(c: Canvas, rng: np.random.Generator, width: float = 230.0) -> None:
-    body = c.tissue != T.AIR
-    if not body.any():
-        return
-    paint_table(c, float(c.Y[body].max()) + 1.0, rng, width)
+    paint_table(c, rng, width=160.0)

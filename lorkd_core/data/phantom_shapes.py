@@ -102,7 +102,7 @@ class ZColumn(Shape):
     outline can be rounder in front than at the back.
     """
 
-    def __init__(self, zs, cx, cy, ax, ay_ant, ay_post=None, n: float = 2.0, z_round: float = 0.0) -> None:
+    def __init__(self, zs, cx, cy, ax, ay_ant, ay_post=None, n: float = 2.0) -> None:
         self.zs = np.asarray(zs, float)
         order = np.argsort(self.zs)
         self.zs = self.zs[order]
@@ -115,20 +115,26 @@ class ZColumn(Shape):
         self.cx, self.cy, self.ax, self.aya = arr(cx), arr(cy), arr(ax), arr(ay_ant)
         self.ayp = self.aya if ay_post is None else arr(ay_post)
         self.n = float(n)
-        self.z_round = float(z_round)
 
     def bounds(self) -> Bounds:
         lo = np.array([(self.cx - self.ax).min(), (self.cy - self.aya).min(), self.zs[0]])
         hi = np.array([(self.cx + self.ax).max(), (self.cy + self.ayp).max(), self.zs[-1]])
         return lo, hi
 
+    def _tables(self):
+        if not hasattr(self, "_lut"):
+            zq = np.arange(self.zs[0], self.zs[-1] + 0.5, 0.5)
+            self._lut = np.stack([np.interp(zq, self.zs, v) for v in (self.cx, self.cy, self.ax, self.aya, self.ayp)]
+                                 ).astype(F)
+        return self._lut
+
     def sdf(self, x, y, z):
-        zs = self.zs
-        cx = np.interp(z, zs, self.cx).astype(F)
-        cy = np.interp(z, zs, self.cy).astype(F)
-        ax = np.interp(z, zs, self.ax).astype(F)
+        lut = self._tables()
+        z0, z1 = F(self.zs[0]), F(self.zs[-1])
+        idx = np.clip((z - z0) * F(2.0) + F(0.5), F(0), F(lut.shape[1] - 1)).astype(np.int32)
+        cx, cy, ax = lut[0][idx], lut[1][idx], lut[2][idx]
         dy = y - cy
-        ay = np.where(dy < 0, np.interp(z, zs, self.aya), np.interp(z, zs, self.ayp)).astype(F)
+        ay = np.where(dy < 0, lut[3][idx], lut[4][idx])
         dx = x - cx
         u, v = np.abs(dx / ax), np.abs(dy / ay)
         if self.n == 2.0:
@@ -140,10 +146,7 @@ class ZColumn(Shape):
         d = r * (rho - F(1)) / (rho + _EPS)
         # Radial distance overestimates far outside; cap with the axis-based estimate there.
         d = np.where(rho > 1.5, np.minimum(d, (rho - F(1)) * np.minimum(ax, ay)), d)
-        if self.z_round > 0:
-            dz = np.maximum(F(zs[0]) - z, z - F(zs[-1]))
-            return np.maximum(d, dz)
-        return np.maximum(d, np.maximum(F(zs[0]) - z, z - F(zs[-1])))
+        return np.maximum(d, np.maximum(z0 - z, z - z1))
 
 
 class Capsule(Shape):
@@ -263,6 +266,45 @@ class Arc(Shape):
             ey = F(self.b * np.cos(te))
             ends.append(np.sqrt((qx - ex) ** 2 + (qy - ey) ** 2 + qz**2) - F(min(self.thick, self.height)))
         return np.where(inside, d, np.minimum(ends[0], ends[1]))
+
+
+class SweptArc(Shape):
+    """A curved plate: an elliptical arc in the axial plane whose centre, half-axes, angular range and
+    thickness change linearly from z0 to z1 (the iliac wings)."""
+
+    def __init__(self, z0: float, z1: float, p0: dict, p1: dict, side: int = 1) -> None:
+        self.z0, self.z1 = float(z0), float(z1)
+        keys = ("cx", "cy", "a", "b", "t0", "t1", "thick")
+        self.p0 = np.array([p0[k] for k in keys], float)
+        self.p1 = np.array([p1[k] for k in keys], float)
+        self.side = 1 if side >= 0 else -1
+
+    def bounds(self) -> Bounds:
+        lo, hi = [], []
+        for prm, z in ((self.p0, self.z0), (self.p1, self.z1)):
+            cx, cy, a, b, t0, t1, th = prm
+            ts = np.linspace(t0, t1, 16)
+            xs = cx + self.side * a * np.sin(ts)
+            ys = cy + b * np.cos(ts)
+            lo.append([xs.min() - th, ys.min() - th, z])
+            hi.append([xs.max() + th, ys.max() + th, z])
+        return np.min(lo, axis=0), np.max(hi, axis=0)
+
+    def sdf(self, x, y, z):
+        f = np.clip((z - F(self.z0)) / F(self.z1 - self.z0), F(0), F(1))
+        cx, cy, a, b, t0, t1, th = (F(v0) + f * F(v1 - v0) for v0, v1 in zip(self.p0, self.p1))
+        qx = (x - cx) * F(self.side)
+        qy = y - cy
+        u, v = qx / a, qy / b
+        rho = np.sqrt(u * u + v * v)
+        grad = np.sqrt((u / a) ** 2 + (v / b) ** 2) / (rho + _EPS)
+        d = np.abs((rho - F(1)) / (grad + _EPS)) - th
+        t = np.arctan2(u, v)
+        r_mean = (a + b) * F(0.5)
+        d_ang = np.maximum(t0 - t, t - t1) * r_mean
+        d = np.maximum(d, d_ang)
+        zlo, zhi = F(min(self.z0, self.z1)), F(max(self.z0, self.z1))
+        return np.maximum(d, np.maximum(zlo - z, z - zhi))
 
 
 class Box(Shape):

@@ -9,8 +9,6 @@ from lorkd_core.data.phantom_patient import LEVELS, Patient, spine_y
 from lorkd_core.data.phantom_shapes import Arc, Capsule, Ellipsoid, Shape, Tube, ZColumn, rotation
 from lorkd_core.data.phantom_tissues import T
 
-BONE_LAYERS = [(0.0, T.BONE), (1.3, T.SPONGY)]
-
 # Half-width, half-depth of the body and the canal half-axes, per level group.
 _DIMS = {"C": (10, 8, 11, 7.5), "T": (17, 14, 8.5, 8), "L": (24, 17, 11, 9)}
 
@@ -82,10 +80,12 @@ def _vertebra(level: str, rng: np.random.Generator) -> list[Shape]:
 
 
 def _paint_bone(c: Canvas, parts: list[Shape], struct: str, inner: int = T.SPONGY, inset: float = 1.3) -> None:
+    """Cortical shell (at least ``c.min_shell`` thick, see T.THIN) around spongy bone."""
     for part in parts:
-        c.paint(part, T.BONE, struct)
+        c.paint(part, T.THIN, struct)
+    inset = max(inset, c.min_shell)
     for part in parts:
-        c.paint(part, [(inset, inner)], keep_struct=True, only_tissue=(T.BONE,), only_struct=(struct,))
+        c.paint(part, [(inset, inner)], keep_struct=True, only_tissue=(T.THIN, T.BONE), only_struct=(struct,))
 
 
 def paint_spine(c: Canvas, p: Patient, rng: np.random.Generator) -> None:

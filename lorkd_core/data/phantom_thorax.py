@@ -29,7 +29,7 @@ class ThoraxLandmarks:
         self.z_arch = LEVELS["T4"][1] + rng.uniform(-6, 10)
         zc = p.dome_r + rng.uniform(10, 22)
         self.heart_c = np.array([22 + rng.uniform(-8, 8), sternum_y(p, zc) + 58, zc])
-        self.heart_r = np.array([52, 44, 64]) * rng.uniform(0.9, 1.12)
+        self.heart_r = np.array([58, 48, 68]) * rng.uniform(0.9, 1.12)
         self.heart_axis = np.array([0.55 + rng.uniform(-0.1, 0.1), -0.5, -0.65])
         self.trachea_y = lambda z: float(np.interp(z, [self.z_carina, 470, 530], [spine_y(self.z_carina) - 38,
                                                                                       -12, -20]))
@@ -91,7 +91,7 @@ def paint_airways(c: Canvas, p: Patient, lm: ThoraxLandmarks, rng: np.random.Gen
     r = 9.0 * rng.uniform(0.85, 1.15)
     c.paint(Tube(pts, r), [(0.0, T.SOFT), (2.0, T.GAS)], "trachea")
     carina = pts[0]
-    for side, drop, name in ((-1, 22, "right"), (1, 34, "left")):
+    for side, drop in ((-1, 22), (1, 34)):
         end = carina + (side * 34, 8, -drop)
         c.paint(Capsule(carina, end, r * 0.8, r * 0.65), [(0.0, T.SOFT), (1.8, T.GAS)], "bronchus")
 
@@ -110,11 +110,11 @@ def paint_esophagus(c: Canvas, p: Patient, lm: ThoraxLandmarks, rng: np.random.G
 def paint_lung_trees(c: Canvas, lm: ThoraxLandmarks, rng: np.random.Generator) -> None:
     """Bronchovascular bundles radiating from each hilum; painted inside lung only, so they keep the
     lung labels (TotalSegmentator lung masks include the intrapulmonary vessels)."""
-    targets = {-1: [(-0.3, 0.1, 1.0), (-0.8, -0.6, -0.2), (-0.5, 0.6, -0.9), (-0.9, 0.2, 0.2)],
-               1: [(0.3, 0.1, 1.0), (0.8, -0.6, -0.1), (0.5, 0.6, -0.9), (0.9, 0.2, 0.3)]}
+    targets = [(0.3, 0.1, 1.0), (0.6, -0.7, 0.4), (0.8, -0.6, -0.3), (0.5, 0.6, -0.9), (0.9, 0.3, 0.1),
+               (0.3, -0.5, -0.9), (0.4, 0.8, 0.3)]
     for side in (-1, 1):
         hilum = np.array([side * 48.0, spine_y(lm.z_carina) - 22, lm.z_carina - 22])
-        stack = [(hilum, np.asarray(t, float), 6.0, 55.0, 0) for t in targets[side]]
+        stack = [(hilum, np.array([side * t[0], t[1], t[2]]), 5.0, 45.0, 0) for t in targets]
         while stack:
             start, direction, radius, length, depth = stack.pop()
             direction = direction / np.linalg.norm(direction)
@@ -125,10 +125,10 @@ def paint_lung_trees(c: Canvas, lm: ThoraxLandmarks, rng: np.random.Generator) -
                 off = start + np.cross(direction, (0, 0, 1.0)) * (radius + 2.5)
                 c.paint(Capsule(off, off + direction * length * 0.9, radius * 0.7), [(0.0, T.SOFT), (1.0, T.GAS)],
                         keep_struct=True, only_tissue=(T.LUNG, T.SOFT, T.GAS))
-            if depth < 4:
+            if depth < 4 and radius * 0.74 > 0.25 * c.min_shell:
                 for _ in range(2):
                     nd = direction + rng.normal(0, 0.45, 3)
-                    stack.append((end, nd, radius * 0.72, length * rng.uniform(0.55, 0.8), depth + 1))
+                    stack.append((end, nd, radius * 0.74, length * rng.uniform(0.7, 0.95), depth + 1))
 
 
 def paint_aorta(c: Canvas, p: Patient, lm: ThoraxLandmarks, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

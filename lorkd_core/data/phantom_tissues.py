@@ -65,6 +65,8 @@ class T(IntEnum):
     SCLEROTIC = 44
     LYTIC = 45
     BULLA = 46
+    VFAT = 47  # visceral fat: same CT numbers as FAT, marks the free space of the abdomen
+    THIN = 48  # cortical shell of flat and short bones, diluted when thinner than the voxel
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ TISSUES: dict[T, Tissue] = {
     T.SCLEROTIC: Tissue((550, 1100), texture=60),
     T.LYTIC: Tissue((20, 70), texture=8),
     T.BULLA: Tissue((-1000, -960), texture=4),
+    T.VFAT: Tissue((-115, -85), texture=9),
+    T.THIN: Tissue((850, 1350), texture=80),
 }
 
 N_TISSUES = max(TISSUES) + 1
@@ -140,8 +144,12 @@ def sample_contrast(rng: np.random.Generator) -> Contrast:
     return Contrast(phase, float(rng.uniform(0, 1)), bool(rng.uniform() < 0.25))
 
 
-def sample_hu(rng: np.random.Generator, contrast: Contrast) -> tuple[np.ndarray, np.ndarray]:
-    """Per-tissue mean HU and texture std for one case."""
+CORTEX_MM = 1.4  # typical cortical shell of vertebrae, ribs, pelvis and skull tables
+
+
+def sample_hu(rng: np.random.Generator, contrast: Contrast, min_shell: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tissue mean HU and texture std for one case. Shells are painted at least ``min_shell`` mm
+    thick so they do not alias into dots on coarse grids; their HU is diluted to keep the same mass."""
     mean = np.zeros(N_TISSUES, np.float32)
     tex = np.zeros(N_TISSUES, np.float32)
     for t, spec in TISSUES.items():
@@ -155,6 +163,9 @@ def sample_hu(rng: np.random.Generator, contrast: Contrast) -> tuple[np.ndarray,
             pos = float(rng.uniform(0, 1))
         mean[t] = lo + (hi - lo) * pos
         tex[t] = spec.texture
+    mean[T.VFAT] = mean[T.FAT]
+    f = CORTEX_MM / max(CORTEX_MM, min_shell)
+    mean[T.THIN] = f * mean[T.THIN] + (1 - f) * mean[T.SPONGY]
     if contrast.oral:
         mean[T.GI_FLUID] = mean[T.ORAL]
     return mean, tex

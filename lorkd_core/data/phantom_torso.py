@@ -7,7 +7,17 @@ import numpy as np
 
 from lorkd_core.data.phantom_canvas import Canvas
 from lorkd_core.data.phantom_patient import Patient, body_outline, spine_y
-from lorkd_core.data.phantom_shapes import F, Ellipsoid, Intersect, Lambda, Offset, Shape, Tube, ZColumn
+from lorkd_core.data.phantom_shapes import (
+    Ellipsoid,
+    F,
+    Intersect,
+    Lambda,
+    Offset,
+    Shape,
+    Tube,
+    ZColumn,
+    rotation,
+)
 from lorkd_core.data.phantom_tissues import T
 
 _CAV_Z = np.array([-178, -120, -60, 0, 60, 150, 230, 320, 400, 440, 462, 478])
@@ -56,17 +66,18 @@ def paint_wall(c: Canvas, p: Patient) -> None:
     c.paint(body_outline(p, True), [(0.0, T.SKIN), (2.0, T.FAT)])
     c.paint(body_outline(p, False), T.MUSCLE)
     cav = cavity(p)
-    c.paint(Intersect(cav, below_dome(p)), T.FAT)
+    c.paint(Intersect(cav, below_dome(p)), T.VFAT)
     for side in ("right", "left"):
         c.paint(Intersect(cav, above_dome(p, 4.0), half_x(8.0, side)), T.LUNG, f"lung_{side}")
     band = Lambda(lambda x, y, z, fn=dome(p): np.abs(z - fn(x, y) - F(2.0)) - F(3.5),
                   (-300, -300, p.dome_r - 160), (300, 300, p.dome_r + 10))
-    c.paint(Intersect(cav, band), T.MUSCLE)
+    c.paint(Intersect(cav, band), T.MUSCLE, only_tissue=(T.LUNG, T.VFAT))
 
 
-def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 2.5) -> None:
+def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 2.0) -> None:
     """A muscle with the thin fat plane that separates it from its neighbours on CT."""
     c.paint(Offset(shape, plane), T.FAT, only_tissue=(T.MUSCLE,), keep_struct=True)
+    c.paint(Offset(shape, plane), T.FAT, only_tissue=(T.VFAT,), keep_struct=True)
     c.paint(shape, T.MUSCLE, struct)
 
 
@@ -89,25 +100,37 @@ def paint_trunk_muscles(c: Canvas, p: Patient, rng: np.random.Generator) -> None
         # Quadratus lumborum, between the twelfth rib and the iliac crest.
         ql = Tube([(side * 40, spine_y(150) + 30, 150), (side * 58, 58, 70), (side * 70, 62, 10)],
                   np.array([6, 13, 9]) * m, smooth=3)
-        _with_fat_plane(c, ql, None)
+        c.paint(ql, T.MUSCLE, only_tissue=(T.VFAT, T.MUSCLE))
         # Gluteus maximus under the buttock fat, from the sacrum to below the trochanter.
         gm = Intersect(body_outline(p, False),
-                       Ellipsoid((side * 85 * m, 75, -118), (78 * m, 48, 92), taper=-0.15))
+                       Ellipsoid((side * 95 * m, 100, -125), (72 * m, 30, 80), rot=rotation(rz=side * 0.45),
+                                 taper=-0.15))
         _with_fat_plane(c, gm, f"gluteus_maximus_{name}", plane=3.0)
         # Gluteus medius on the outer face of the iliac wing (unlabelled, fat plane to maximus).
         gmed = Ellipsoid((side * 122 * m, 22, -45), (30 * m, 42, 55), taper=0.2)
-        _with_fat_plane(c, gmed, None)
+        c.paint(Offset(gmed, 1.5), T.FAT, only_tissue=(T.MUSCLE,), keep_struct=True)
+        c.paint(gmed, T.MUSCLE, only_tissue=(T.FAT,))
 
 
-def paint_table(c: Canvas, y_top: float, rng: np.random.Generator, width: float = 230.0) -> None:
-    """Carbon-fibre table: two thin dense shells with foam between, slightly curved."""
-    curve = F(1.0 / (2 * rng.uniform(600, 1400)))
-    gap = F(rng.uniform(2, 12))
-    thick = F(rng.uniform(30, 55))
-
-    def slab(x, y, z):
-        ys = F(y_top) + gap - curve * x * x
-        return np.maximum(np.maximum(ys - y, y - (ys + thick)), np.abs(x) - F(width))
-
-    shape = Lambda(slab, (-width, y_top - 60, -2e3), (width, y_top + 80, 2e3))
-    c.paint(shape, [(0.0, T.TABLE), (float(rng.uniform(1.5, 3.5)), T.FOAM)], only_tissue=(T.AIR, T.TABLE))
+def paint_table(c: Canvas, rng: np.random.Generator, width: float = 230.0) -> None:
+    """Carbon-fibre table under the patient: two dense shells with foam between, slightly curved.
+    It is fixed to the scanner, so it stays level when the patient lies rotated."""
+    body = c.tissue != T.AIR
+    if not body.any():
+        return
+    sx, sy, _ = c.scanner_axes()
+    rows = np.nonzero(body.any(axis=(0, 2)))[0]
+    cols = np.nonzero(body.any(axis=(0, 1)))[0]
+    y_top = float(sy[rows.max()]) + c.spacing[1] / 2 + rng.uniform(0, 8)
+    x_mid = float(sx[cols].mean())
+    curve = 1.0 / (2 * rng.uniform(600, 1400))
+    thick = rng.uniform(30, 55)
+    shell = max(rng.uniform(1.5, 3.5), 0.6 * c.spacing[1])
+    surf = y_top - curve * (sx - x_mid) ** 2  # per column
+    depth = sy[:, None] - surf[None, :]  # (y, x)
+    inside_x = np.abs(sx - x_mid)[None, :] <= width
+    slab = (depth >= 0) & (depth <= thick) & inside_x
+    foam = (depth >= shell) & (depth <= thick - shell) & inside_x
+    free = c.tissue == T.AIR
+    c.tissue[free & slab[None]] = T.TABLE
+    c.tissue[free & foam[None]] = T.FOAM

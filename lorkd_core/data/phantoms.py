@@ -103,7 +103,7 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
         build_arm(canvas, patient, rng)
     else:
         build_body(canvas, patient, rng)
-    hu, tex = sample_hu(rng, patient.contrast)
+    hu, tex = sample_hu(rng, patient.contrast, canvas.min_shell)
     finding, fmask = add_finding(canvas, region, hu, rng, findings)
     scanner = sample_scanner(rng, patient.width)
     image = render_ct(canvas.tissue, hu, tex, canvas.Y, sp, scanner, rng)

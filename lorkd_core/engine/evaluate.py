@@ -29,6 +29,7 @@ from lorkd_core.errors import DatasetError, ModelError
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 
 MODEL_ORDER = ("teacher", "experts", "baseline")
+_METRIC_NAMES = {"dice": "Dice", "nsd": "NSD", "accuracy": "Acc", "auc": "AUC"}
 _CARD_KIND = {"teacher": "teacher", "experts": "experts", "expert": "experts", "baseline": "baseline"}
 
 
@@ -180,7 +181,7 @@ def evaluate_models(models_dir: str | Path, manifest: str | Path, out: str | Pat
                            f"({', '.join(sorted(covered))})", manifest)
     regions = [r for r in REGION_ORDER if any(it.region == r for it in items)]
     by_model = {name: {e.region: e for e in entries} for name, entries in models.items()}
-    predictor = Predictor(device)
+    predictor = Predictor(device, cache_size=len(by_model) * len(regions) + 1, models_cached=len(by_model))
     seg: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     cls: dict[tuple[str, str], list[tuple[dict[str, float], str]]] = {}
     first_case: dict[str, Any] = {}
@@ -316,8 +317,7 @@ def render_markdown(result: EvaluationResult, *, title: str = "", data: str = ""
               + (f" (NSD tolerance {result.tolerance_mm:g} mm)" if result.task == "segmentation" else "")
               + f"; latency: median of {latency_runs} CPU runs on one case of the region.", ""]
     metrics = ("dice", "nsd") if result.task == "segmentation" else ("accuracy", "auc")
-    header = ["Region", "Cases"] + [f"{m.title()} {k.upper() if k != 'accuracy' else 'Acc'}"
-                                    for k in metrics for m in models]
+    header = ["Region", "Cases"] + [f"{m.title()} {_METRIC_NAMES[k]}" for k in metrics for m in models]
     lines += ["## Per region", "", _row(header), _row(["---"] * len(header))]
     for region in result.regions:
         cells = [region, str(next((s.cases for s in result.region_scores if s.region == region), 0))]
@@ -332,7 +332,7 @@ def render_markdown(result: EvaluationResult, *, title: str = "", data: str = ""
         lines.append(_row([s.region, s.model, f"{s.parameters:,}", f"{s.file_bytes / 1e6:.2f}", _fmt(s.latency_ms, 1)]))
     lines.append("")
     if result.structure_scores:
-        header = ["Region", "Structure"] + [f"{m.title()} {k.upper()}" for k in ("dice", "nsd") for m in models]
+        header = ["Region", "Structure"] + [f"{m.title()} {_METRIC_NAMES[k]}" for k in ("dice", "nsd") for m in models]
         lines += ["## Per structure", "", _row(header), _row(["---"] * len(header))]
         keys = sorted({(s.region, s.structure) for s in result.structure_scores},
                       key=lambda k: (REGION_ORDER.index(k[0]) if k[0] in REGION_ORDER else 99, k[1]))

@@ -176,7 +176,7 @@ class Predictor:
     """Segment or classify scans with catalog entries; caches merged experts per (model, region)."""
 
     def __init__(self, device: str | torch.device = "auto", *, overlap: float = 0.25, sw_batch_size: int = 2,
-                 cache_size: int = 16, models_cached: int = 2) -> None:
+                 cache_size: int = 32, models_cached: int = 3) -> None:
         from lorkd_core.device import select_device
 
         self.device = device if isinstance(device, torch.device) else select_device(str(device))

@@ -266,5 +266,30 @@ def build_from_architecture(arch: Mapping[str, Any]) -> nn.Module:
     raise ModelError(f"unknown architecture model '{model}' (expected {PLAIN}, {SEGMENTER} or {CLASSIFIER})")
 
 
+def patch_divisor(spec: Mapping[str, Any]) -> int:
+    """The number every patch side must be a multiple of for this network (1 when unknown)."""
+    kw = dict(spec.get("kwargs") or {})
+    name = spec.get("name")
+    if name == "monai.UNet":
+        strides = kw.get("strides") or [2] * (len(kw.get("channels", [])) - 1)
+        return int(torch.tensor([int(s if isinstance(s, int) else max(s)) for s in strides] or [1]).prod())
+    if name == "monai.SegResNet":
+        return 2 ** (len(kw.get("blocks_down", (1, 2, 2, 4))) - 1)
+    if name == "monai.DynUNet" and kw.get("strides"):
+        out = 1
+        for s in kw["strides"]:
+            out *= int(s if isinstance(s, int) else max(s))
+        return out
+    return 1
+
+
+def check_patch(spec: Mapping[str, Any], patch: Sequence[int], what: str = "network") -> None:
+    """ConfigError unless every patch side is a multiple of the network's total downsampling."""
+    div = patch_divisor(spec)
+    if any(int(p) % div for p in patch):
+        raise ConfigError(f"patch_size {list(patch)} does not fit the {what} ({spec.get('name')}): every side "
+                          f"must be a multiple of {div}")
+
+
 def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
     return int(sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only))

@@ -59,13 +59,14 @@ def scan_features(scan: Any) -> np.ndarray:
 
     array, _ = to_canonical(scan, spacing=VOXEL_MM)
     if scan.modality == "CT":
-        vol = np.clip(array, -1000.0, 1000.0) / 1000.0
+        vol, outside = np.clip(array, -1000.0, 1000.0) / 1000.0, -1.0  # outside the scan: air
     else:
         vol = normalize_mr(array) / 3.0
+        outside = float(vol.min()) if vol.size else 0.0
     planes = [vol.mean(axis=a) for a in range(3)]  # (y, x), (z, x), (z, y)
     out = np.zeros((4, SIZE, SIZE), np.float32)
     for c, plane in enumerate(planes):
-        out[c] = _center(plane, fill=float(vol.min()) if vol.size else 0.0)
+        out[c] = _center(plane, fill=outside)
     out[3] = 1.0 if scan.modality != "CT" else 0.0
     return out
 
@@ -270,7 +271,7 @@ def train_region_classifier(manifest: str | Path, out: str | Path | None = None,
         loss.backward()
         opt.step()
         sched.step()
-        report(progress, step + 1, steps, "training the region classifier", loss=float(loss))
+        report(progress, step + 1, steps, "training the region classifier", loss=float(loss.detach()))
     model.eval()
     meta_path = Path(out) if out is not None else bundled_weights()
     if meta_path.suffix != ".json":

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorkd_core.engine.model_card import CARD_NAME, Architecture, ModelCard, read_card, save_model
+from lorkd_core.engine.model_card import CARD_NAME, Architecture, ModelCard, save_model
 from lorkd_core.engine.model_io import TORCHSCRIPT, load_model
 from lorkd_core.engine.networks import build_network, plain_architecture
 from lorkd_core.errors import ModelError

@@ -48,6 +48,7 @@ from lorkd_core.engine.networks import (
     RegionSegmenter,
     UnionHeads,
     build_network,
+    check_patch,
     plain_architecture,
     region_architecture,
 )
@@ -98,6 +99,8 @@ def train_foundation(cfg: FoundationConfig, progress: ProgressCallback | None = 
     spec = dict(cfg.network)
     if not seg and spec == default_teacher_network():
         spec = {"name": "lorkd.SmallCNN", "kwargs": {"channels": [16, 32, 64, 128]}}
+    if seg:
+        check_patch(spec, cfg.patch_size, "teacher network")
     torch.manual_seed(cfg.seed)
     net = build_network(spec, out_channels=len(union), spatial_dims=cfg.spatial_dims)
     model = UnionHeads(net, class_ids, fold_background=seg)
@@ -229,6 +232,7 @@ def make_student(cfg: DecomposeConfig | AdaptConfig, data: TrainingSet, spec: di
     spec["kwargs"] = {**spec.get("kwargs", {}), "spatial_dims": cfg.spatial_dims}
     heads = {r: len(data.labels[r]) + seg for r in data.regions}
     if seg:
+        check_patch(spec, cfg.patch_size, "student network")
         feats = int(feature_channels or getattr(cfg, "feature_channels", 16))
         backbone = build_network(spec, out_channels=feats)
         return RegionSegmenter(backbone, feats, heads, spatial_dims=cfg.spatial_dims), spec, feats

@@ -237,21 +237,29 @@ class ExpertLayer(nn.Module):
             return self.base_layer(x)
         return self._call(x, self.base_layer.weight + self._matrix_to_weight(m), self.base_layer.bias)
 
-    def _present_deltas(self, routing: Routing) -> torch.Tensor:
-        """(P, *weight) deltas for the regions present in the batch, zeros where the rank is 0."""
-        w0 = self.base_layer.weight
-        mats = []
-        for t in routing.present:
-            m = self._delta_matrix(self.regions[t])
-            mats.append(m if m is not None else w0.new_zeros(self.out_features, self.fan_in))
-        return self._matrix_to_weight(torch.stack(mats))
-
     def _forward_gather(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        # Gather the small factors per sample and build all per-sample deltas with one bmm: no full-size
+        # delta for absent regions, and the backward of the gather works on factors, not on weights.
         dev = routing.on(x.device)
-        weights = self.base_layer.weight.unsqueeze(0) + self._present_deltas(routing).index_select(
-            0, dev.position
-        )
-        return self._call_per_sample(x, weights, self.base_layer.bias)
+        w0 = self.base_layer.weight
+        rmax = max(self.ranks[self.regions[t]] for t in routing.present)
+        a_list, b_list = [], []
+        for t in routing.present:
+            name = self.regions[t]
+            factors = self.experts[name] if name in self.experts else None
+            if factors is None:
+                a_list.append(w0.new_zeros(rmax, self.fan_in))
+                b_list.append(w0.new_zeros(self.out_features, rmax))
+                continue
+            pad = rmax - factors.rank
+            a, b = factors.A, factors.B * self.scales[name]
+            a_list.append(F.pad(a, (0, 0, 0, pad)) if pad else a)
+            b_list.append(F.pad(b, (0, pad)) if pad else b)
+        a_all, b_all = torch.stack(a_list), torch.stack(b_list)  # (P, r, fan_in), (P, out, r)
+        if not dev.identity:
+            a_all, b_all = a_all.index_select(0, dev.position), b_all.index_select(0, dev.position)
+        deltas = self._matrix_to_weight(torch.bmm(b_all, a_all))  # (batch, *weight)
+        return self._call_per_sample(x, w0.unsqueeze(0) + deltas, self.base_layer.bias)
 
     def _forward_paper(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         w0 = self.base_layer.weight

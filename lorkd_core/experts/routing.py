@@ -28,6 +28,7 @@ class DeviceRouting:
     position: torch.Tensor  # (B,) position of each sample's region in ``Routing.present``
     selection: dict[int, slice | torch.Tensor]  # region -> its samples (a slice when contiguous)
     indices: dict[int, torch.Tensor]  # region -> its sample indices
+    identity: bool  # position[i] == i: one sample per present region, in region order
 
 
 @dataclass
@@ -69,7 +70,8 @@ class Routing:
             lo, hi = int(where[0]), int(where[-1]) + 1
             # A contiguous run is a view of the batch, no copy.
             selection[t] = slice(lo, hi) if hi - lo == where.numel() else idx
-        routed = DeviceRouting(index.to(device), position.to(device), selection, indices)
+        identity = bool(torch.equal(position, torch.arange(len(position))))
+        routed = DeviceRouting(index.to(device), position.to(device), selection, indices, identity)
         self._devices[device] = routed
         return routed
 

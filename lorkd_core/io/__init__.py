@@ -1,6 +1,12 @@
 """Scan and label-map input/output with geometry (see docs/contracts.md, "Scans")."""
 
-from lorkd_core.io.geometry import CANONICAL_ORIENTATION, CanonicalGrid, from_canonical, to_canonical
+from lorkd_core.io.geometry import (
+    CANONICAL_ORIENTATION,
+    CanonicalGrid,
+    from_canonical,
+    labels_to_canonical,
+    to_canonical,
+)
 from lorkd_core.io.normalize import normalize_mr
 from lorkd_core.io.scan import (
     DEFAULT_MAX_VOXELS,
@@ -22,6 +28,7 @@ __all__ = [
     "LabelMap",
     "Scan",
     "from_canonical",
+    "labels_to_canonical",
     "load_label_map",
     "load_scan",
     "normalize_mr",

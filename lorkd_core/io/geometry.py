@@ -161,6 +161,19 @@ def from_canonical(labels: np.ndarray, grid: CanonicalGrid) -> np.ndarray:
     return restore_array(labels, grid.axes, grid.flips)
 
 
+def labels_to_canonical(labels: np.ndarray, grid: CanonicalGrid) -> np.ndarray:
+    """A label map on the scan's grid -> the canonical grid of ``grid`` (nearest neighbour), for training."""
+    labels = np.asarray(labels)
+    if labels.shape != grid.original.shape:
+        raise ValueError(f"labels have shape {labels.shape}, the scan grid is {grid.original.shape}")
+    out = reorient_array(labels, grid.axes, grid.flips)
+    if grid.resampled:
+        image = grid.oriented.apply_to(sitk.GetImageFromArray(out.astype(np.int32, copy=False)))
+        image = sitk.Resample(image, _reference(grid.grid), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        out = sitk.GetArrayFromImage(image).astype(labels.dtype, copy=False)
+    return out
+
+
 def canonical_to_scan_array(
     values: np.ndarray, grid: CanonicalGrid, interpolation: str = "linear"
 ) -> np.ndarray:

@@ -43,16 +43,6 @@ _ITK_VOLUMES = (".nrrd", ".nhdr", ".mha", ".mhd")
 _BITMAPS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _DICOM = (".dcm", ".dicom", ".ima")
 SUPPORTED_SUFFIXES = _NIFTI + _ITK_VOLUMES + _BITMAPS + _DICOM
-_DICOM_MODALITY = {
-    "CT": "CT",
-    "MR": "MR",
-    "CR": "XR",
-    "DX": "XR",
-    "DR": "XR",
-    "MG": "XR",
-    "RG": "XR",
-    "PX": "XR",
-}
 
 
 def max_voxels_default() -> int:
@@ -304,6 +294,8 @@ def _looks_like_dicom(path: Path) -> bool:
 def itk_message(exc: BaseException) -> str:
     """The useful one-line part of an ITK exception text."""
     text = str(exc)
+    if "Unable to determine ImageIO reader" in text:
+        return "the content is not an image format SimpleITK recognises"
     for line in text.splitlines():
         line = line.strip()
         if line.lower().startswith(("description:", "itk::error", "itk::exceptionobject")):
@@ -446,7 +438,9 @@ def conform_label_map(label: LabelMap, target: Geometry, path: Path | None = Non
     reordered = _reorder_onto(label.array, source, target)
     if reordered is None:
         raise LabelError(
-            "label map grid differs from the scan grid (label vs scan: " + "; ".join(source.differences(target)) + ")",
+            "label map grid differs from the scan grid (label vs scan: "
+            + "; ".join(source.differences(target))
+            + ")",
             path or label.path,
         )
     meta = dict(label.meta, reoriented_from=orientation_code(source.direction))
