@@ -92,13 +92,17 @@ def test_whole_network_eks_equals_per_region_loop(name):
         assert (ref - base).abs().max() > 1e-3  # experts are live
         for impl in ("auto", "lowrank", "paper"):
             set_default_eks_impl(impl)
-            for idx in (index, torch.tensor([3] * len(index)), index[:1]):
-                with active_regions(net, idx):
-                    y = net(x[: len(idx)])
-                want = ref[: len(idx)] if idx is not index or len(idx) == 1 else ref
-                if len(idx) == len(index) and idx[0] == 3:
-                    want = loop_forward(net, x, idx)
-                torch.testing.assert_close(y, want, atol=1e-5, rtol=0, msg=lambda m, i=impl: f"{i}: {m}")
+            with active_regions(net, index):
+                y = net(x)
+            torch.testing.assert_close(y, ref, atol=1e-5, rtol=0, msg=lambda m, i=impl: f"{i}: {m}")
+        set_default_eks_impl("auto")
+        with active_regions(net, index[:1]):  # batch size 1
+            torch.testing.assert_close(net(x[:1]), ref[:1], atol=1e-5, rtol=0)
+        single = torch.full((3,), 3)  # a single-region batch given as an index tensor
+        with active_regions(net, single):
+            y = net(x[:3])
+        with active_regions(net, "lower_limb"):
+            torch.testing.assert_close(y, net(x[:3]), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["unet3d", "segresnet"])

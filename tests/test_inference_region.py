@@ -13,8 +13,8 @@ from lorkd_core.engine.region_suggest import (
     evaluate_region_classifier,
     heuristic_region,
     scan_features,
-    suggest_region,
     suggest_from_teacher,
+    suggest_region,
     train_region_classifier,
 )
 from lorkd_core.errors import ModelError

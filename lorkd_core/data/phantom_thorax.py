@@ -108,27 +108,38 @@ def paint_esophagus(c: Canvas, p: Patient, lm: ThoraxLandmarks, rng: np.random.G
 
 
 def paint_lung_trees(c: Canvas, lm: ThoraxLandmarks, rng: np.random.Generator) -> None:
-    """Bronchovascular bundles radiating from each hilum; painted inside lung only, so they keep the
-    lung labels (TotalSegmentator lung masks include the intrapulmonary vessels)."""
-    targets = [(0.3, 0.1, 1.0), (0.6, -0.7, 0.4), (0.8, -0.6, -0.3), (0.5, 0.6, -0.9), (0.9, 0.3, 0.1),
-               (0.3, -0.5, -0.9), (0.4, 0.8, 0.3)]
-    for side in (-1, 1):
+    """Bronchovascular bundles radiating from each hilum to points sampled inside the painted lung, so
+    every branch lands in lung; painted over lung only, they keep the lung labels (TotalSegmentator
+    lung masks include the intrapulmonary vessels). Vessels thinner than the voxel are painted
+    wider with diluted HU (T.TWIG)."""
+    for side, name in ((-1, "right"), (1, "left")):
+        lung = np.argwhere(c.struct == c.names.get(f"lung_{name}", -1))
+        if len(lung) < 50:
+            continue
         hilum = np.array([side * 48.0, spine_y(lm.z_carina) - 22, lm.z_carina - 22])
-        stack = [(hilum, np.array([side * t[0], t[1], t[2]]), 5.0, 45.0, 0) for t in targets]
-        while stack:
-            start, direction, radius, length, depth = stack.pop()
-            direction = direction / np.linalg.norm(direction)
-            end = start + direction * length
-            c.paint(Capsule(start, end, radius, radius * 0.8), T.ARTERY, keep_struct=True,
-                    only_tissue=(T.LUNG, T.ARTERY))
-            if depth < 2 and radius > 2.5:
-                off = start + np.cross(direction, (0, 0, 1.0)) * (radius + 2.5)
-                c.paint(Capsule(off, off + direction * length * 0.9, radius * 0.7), [(0.0, T.SOFT), (1.0, T.GAS)],
-                        keep_struct=True, only_tissue=(T.LUNG, T.SOFT, T.GAS))
-            if depth < 4 and radius * 0.74 > 0.25 * c.min_shell:
-                for _ in range(2):
-                    nd = direction + rng.normal(0, 0.45, 3)
-                    stack.append((end, nd, radius * 0.74, length * rng.uniform(0.7, 0.95), depth + 1))
+        pts = lung[rng.integers(0, len(lung), 64)]
+        anat = np.stack([c.X[tuple(pts.T)], c.Y[tuple(pts.T)], c.Z[tuple(pts.T)]], axis=1)
+        primaries = anat[:12]
+        for i, tgt in enumerate(primaries):
+            mid = hilum + (tgt - hilum) * 0.45 + rng.normal(0, 6, 3)
+            _vessel(c, [hilum, mid, tgt], [4.5, 3.5, 2.2])
+            if i < 5:
+                off = np.cross(tgt - hilum, (0, 0, 1.0))
+                off = off / (np.linalg.norm(off) + 1e-6) * 6
+                c.paint(Tube([hilum + off, mid + off], [3.5, 2.5]), [(0.0, T.SOFT), (1.0, T.GAS)], keep_struct=True,
+                        only_tissue=(T.LUNG, T.SOFT, T.GAS))
+            for leaf in anat[12 + 4 * i: 16 + 4 * i]:
+                if np.linalg.norm(leaf - tgt) < 90:
+                    _vessel(c, [tgt, leaf], [2.0, 0.9])
+
+
+def _vessel(c: Canvas, pts, radii) -> None:
+    floor = 0.8 * c.min_shell
+    for a, b, ra, rb in zip(pts[:-1], pts[1:], radii[:-1], radii[1:]):
+        if rb >= floor:
+            c.paint(Capsule(a, b, ra, rb), T.ARTERY, keep_struct=True, only_tissue=(T.LUNG, T.TWIG))
+        else:
+            c.paint(Capsule(a, b, max(ra, floor), floor), T.TWIG, keep_struct=True, only_tissue=(T.LUNG,))
 
 
 def paint_aorta(c: Canvas, p: Patient, lm: ThoraxLandmarks, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +154,6 @@ def paint_aorta(c: Canvas, p: Patient, lm: ThoraxLandmarks, rng: np.random.Gener
                     only_struct=("aorta",))
     za = lm.z_arch
     for x, r in ((-8, 6.5), (4, 4.5), (16, 5.0)):  # arch branches up into the neck
-        c.paint(Capsule((x, lm.heart_c[1] - 16 + x * 0.8, za + 4), (x * 1.4, lm.heart_c[1] - 14 + x, za + 40), r), T.ARTERY,
-                only_tissue=(T.FAT, T.LUNG, T.MUSCLE))
+        c.paint(Capsule((x, lm.heart_c[1] - 16 + x * 0.8, za + 4), (x * 1.4, lm.heart_c[1] - 14 + x, za + 40), r),
+                T.ARTERY, only_tissue=(T.FAT, T.LUNG, T.MUSCLE))
     return pts, rad

@@ -67,6 +67,7 @@ class T(IntEnum):
     BULLA = 46
     VFAT = 47  # visceral fat: same CT numbers as FAT, marks the free space of the abdomen
     THIN = 48  # cortical shell of flat and short bones, diluted when thinner than the voxel
+    TWIG = 49  # pulmonary vessel thinner than the voxel: blood diluted with lung
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ TISSUES: dict[T, Tissue] = {
     T.BULLA: Tissue((-1000, -960), texture=4),
     T.VFAT: Tissue((-115, -85), texture=9),
     T.THIN: Tissue((850, 1350), texture=80),
+    T.TWIG: Tissue((-500, -400), texture=30),
 }
 
 N_TISSUES = max(TISSUES) + 1
@@ -166,6 +168,7 @@ def sample_hu(rng: np.random.Generator, contrast: Contrast, min_shell: float = 0
     mean[T.VFAT] = mean[T.FAT]
     f = CORTEX_MM / max(CORTEX_MM, min_shell)
     mean[T.THIN] = f * mean[T.THIN] + (1 - f) * mean[T.SPONGY]
+    mean[T.TWIG] = 0.4 * mean[T.ARTERY] + 0.6 * mean[T.LUNG]
     if contrast.oral:
         mean[T.GI_FLUID] = mean[T.ORAL]
     return mean, tex

@@ -70,6 +70,7 @@ class EvaluationResult:
     cases: int
     markdown_path: Path | None = None
     csv_path: Path | None = None
+    device: str = "cpu"
     warnings: list[str] = field(default_factory=list)
 
     def score(self, model: str, region: str) -> RegionScore | None:
@@ -185,7 +186,7 @@ def evaluate_models(models_dir: str | Path, manifest: str | Path, out: str | Pat
     seg: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     cls: dict[tuple[str, str], list[tuple[dict[str, float], str]]] = {}
     first_case: dict[str, Any] = {}
-    steps = len(items) + len(regions)
+    steps = len(items) + len(by_model)
     for n, item in enumerate(items):
         _check(cancel)
         report(progress, n, steps, f"case {item.case_id or item.image.name}")
@@ -201,15 +202,19 @@ def evaluate_models(models_dir: str | Path, manifest: str | Path, out: str | Pat
                 result = predictor.classify(scan, entry, cancel=cancel, saliency=False)
                 cls.setdefault((name, item.region), []).append((result.probabilities, item.finding or "normal"))
     stats: dict[tuple[str, str], tuple[int, int, float]] = {}
-    for k, region in enumerate(regions):
+    for k, name in enumerate(by_model):
         _check(cancel)
-        report(progress, len(items) + k, steps, f"size and latency ({region})")
-        for name, entries in by_model.items():
-            if region in entries:
-                stats[(name, region)] = _size_and_latency(predictor, entries[region], first_case[region],
-                                                          task, latency_runs, cancel)
+        report(progress, len(items) + k, steps, f"size and latency ({name})")
+        # latency once per model, on the first case of the first region it covers: the per-region
+        # variants of one model share the network and differ only in their small heads
+        first = next(r for r in regions if r in by_model[name])
+        latency = _latency(predictor, by_model[name][first], first_case[first], task, latency_runs, cancel)
+        for region in regions:
+            if region in by_model[name]:
+                stats[(name, region)] = (*_size(predictor, by_model[name][region]), latency)
     counts = {r: sum(1 for it in items if it.region == r) for r in regions}
     result = _assemble(task, list(by_model), regions, counts, seg, cls, stats, tolerance_mm, len(items))
+    result.device = str(predictor.device)
     out = Path(out) if out is not None else models_dir / "evaluation.md"
     write_reports(result, out, title=str(models_dir), data=str(manifest), latency_runs=latency_runs)
     if record:
@@ -245,25 +250,26 @@ def _score_segmentation(predictor: Any, scan: Any, truth: Any, item: Any, entry:
         seg.setdefault((name, item.region, s), []).append((float(d), float(v)))
 
 
-def _size_and_latency(predictor: Any, entry: ModelEntry, scan: Any, task: str, runs: int,
-                      cancel: CancelToken | None) -> tuple[int, int, float]:
-    """Parameters and float32 bytes of the model as used for this region, and median latency in ms."""
+def _size(predictor: Any, entry: ModelEntry) -> tuple[int, int]:
+    """Parameters and bytes of the model as used for this region (a merged expert: what an export writes)."""
     module = predictor.prepare(entry)
     params = int(sum(p.numel() for p in module.parameters()))
     if entry.card.kind == "experts":
-        nbytes = int(sum(t.numel() * t.element_size() for t in module.state_dict().values()))
-    else:
-        nbytes = (entry.path / WEIGHTS_NAME).stat().st_size
+        return params, int(sum(t.numel() * t.element_size() for t in module.state_dict().values()))
+    return params, (entry.path / WEIGHTS_NAME).stat().st_size
+
+
+def _latency(predictor: Any, entry: ModelEntry, scan: Any, task: str, runs: int, cancel: CancelToken | None) -> float:
+    """Median wall time in ms of ``runs`` predictions on ``scan`` (model already loaded and cached)."""
     times = []
-    run = predictor.segment if task == "segmentation" else predictor.classify
     for _ in range(max(1, runs)):
         start = time.perf_counter()
         if task == "segmentation":
-            run(scan, entry, cancel=cancel)
+            predictor.segment(scan, entry, cancel=cancel)
         else:
-            run(scan, entry, cancel=cancel, saliency=False)
+            predictor.classify(scan, entry, cancel=cancel, saliency=False)
         times.append((time.perf_counter() - start) * 1000.0)
-    return params, nbytes, float(statistics.median(times))
+    return float(statistics.median(times))
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -315,7 +321,7 @@ def render_markdown(result: EvaluationResult, *, title: str = "", data: str = ""
     what = "Dice / NSD" if result.task == "segmentation" else "accuracy / AUC"
     lines += [f"{result.cases} held-out cases{' from ' + data if data else ''}. Metrics: {what}"
               + (f" (NSD tolerance {result.tolerance_mm:g} mm)" if result.task == "segmentation" else "")
-              + f"; latency: median of {latency_runs} CPU runs on one case of the region.", ""]
+              + f"; latency: median of {latency_runs} runs per model on one case ({result.device}).", ""]
     metrics = ("dice", "nsd") if result.task == "segmentation" else ("accuracy", "auc")
     header = ["Region", "Cases"] + [f"{m.title()} {_METRIC_NAMES[k]}" for k in metrics for m in models]
     lines += ["## Per region", "", _row(header), _row(["---"] * len(header))]
