@@ -224,7 +224,7 @@ def test_classification_loss_decreases(dataset, tmp_path):
     losses = [p.metrics["loss"] for p in seen]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     card = json.loads((result.experts / "card.json").read_text())
-    assert card["task"] == "classification" and card["labels"]["abdomen"] == {"0": "normal", "1": "cyst"}
+    assert card["task"] == "classification" and card["labels"]["abdomen"] == {"0": "none", "1": "cyst"}
     model, _ = load_model(result.experts)
     assert model.forward_region(torch.zeros(2, 1, *PATCH), "thorax").shape == (2, 2)
 

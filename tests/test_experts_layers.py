@@ -59,7 +59,7 @@ class Holder(nn.Module):
 def make(factory, seed: int = 0, b_std: float = 0.5) -> Holder:
     torch.manual_seed(seed)
     model = Holder(factory())
-    add_region_experts(model, REGIONS, RANKS)
+    add_region_experts(model, REGIONS, RANKS, alpha=3.0)  # scales 1.5, 1, -, 3: a dropped scale shows
     for factors in model.layer.experts.values():
         with torch.no_grad():
             factors.B.normal_(0.0, b_std)  # B = 0 would hide every routing bug
@@ -80,8 +80,12 @@ def loop_forward(model: nn.Module, x: torch.Tensor, index: torch.Tensor) -> torc
 
 
 @pytest.fixture(autouse=True)
-def _reset_impl():
+def _one_thread_and_default_impl():
+    # Tiny tensors: one thread is faster and does not stall when other jobs share the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     set_default_eks_impl("auto")
 
 

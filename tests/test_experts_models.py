@@ -74,8 +74,12 @@ def loop_forward(model, x, index):
 
 
 @pytest.fixture(autouse=True)
-def _reset_impl():
+def _one_thread_and_default_impl():
+    # Tiny tensors: one thread is faster and does not stall when other jobs share the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     set_default_eks_impl("auto")
 
 

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from lorkd_studio.dialogs import ERROR_DIALOG_NAME
 from lorkd_studio.main_window import MainWindow
-from lorkd_studio.screenshot import grab_window, image_stats
+from lorkd_studio.screenshot import grab_window, image_stats, settle_viewer
 from lorkd_studio.services.backend import Backend
 from lorkd_studio.services.settings import AppSettings
 from lorkd_studio.services.types import ClassificationResult, ModelInfo, SegmentationResult
@@ -357,6 +357,8 @@ def test_ui_stays_responsive_while_inference_runs_and_cancel_works(qtbot, make_w
     window = make_window()
     open_in_region(qtbot, window, ct_path)
     first = window.state.result
+    # The viewer's own first-result work (3D surfaces, first OpenGL renders) is not what is measured here.
+    settle_viewer(window.viewer)
     gaps: list[float] = []
     last = [time.perf_counter()]
 
@@ -374,7 +376,7 @@ def test_ui_stays_responsive_while_inference_runs_and_cancel_works(qtbot, make_w
     last[0] = time.perf_counter()
     heartbeat.start()
     with qtbot.waitSignal(worker.task_succeeded, timeout=SIGNAL_TIMEOUT):
-        assert window.job_panel.isVisible()
+        assert window.job_panel.busy_shown
     heartbeat.stop()
     assert len(gaps) > 50, "the heartbeat must have run throughout"
     assert max(gaps) < 0.150, f"UI thread blocked for {max(gaps) * 1000:.0f} ms"

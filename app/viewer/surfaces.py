@@ -20,7 +20,10 @@ from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkQuadricDecimation, vtkWindowedSincPolyDataFilter
 from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
-MAX_TRIANGLES = 120_000
+# Triangle budget: software OpenGL (llvmpipe) redraws ~1M triangles/s on a busy 2-core machine, and a
+# frame must stay far below the UI's 150 ms budget, so a scene gets ~150k and one structure at most 12k.
+MAX_TRIANGLES = 12_000
+SCENE_TRIANGLES = 150_000
 MAX_CROP_VOXELS = 6_000_000  # above this a structure is contoured at half resolution
 
 
@@ -40,6 +43,7 @@ def structure_surface(
     spacing: Sequence[float],
     origin: Sequence[float],
     smoothing_iterations: int = 20,
+    max_triangles: int = MAX_TRIANGLES,
 ) -> pv.PolyData:
     """Smoothed surface of a binary (z, y, x) mask on a grid with (x, y, z) spacing and origin."""
     contour = vtkDiscreteFlyingEdges3D()
@@ -59,10 +63,10 @@ def structure_surface(
     smoother.Update()
     last = smoother
     triangles = smoother.GetOutput().GetNumberOfCells()
-    if triangles > MAX_TRIANGLES:
+    if triangles > max_triangles:
         decimate = vtkQuadricDecimation()
         decimate.SetInputConnection(smoother.GetOutputPort())
-        decimate.SetTargetReduction(1.0 - MAX_TRIANGLES / triangles)
+        decimate.SetTargetReduction(1.0 - max_triangles / triangles)
         last = decimate
     normals = vtkPolyDataNormals()
     normals.SetInputConnection(last.GetOutputPort())
@@ -85,6 +89,9 @@ def build_surfaces(
     boxes = ndimage.find_objects(labels if labels.dtype.kind in "iu" else labels.astype(np.int32))
     spacing_np = np.asarray(spacing, dtype=float)
     surfaces: dict[int, pv.PolyData] = {}
+    per_structure = max(
+        1_000, min(MAX_TRIANGLES, SCENE_TRIANGLES // max(1, sum(b is not None for b in boxes)))
+    )
     for index, box in enumerate(boxes):
         if box is None:
             continue
@@ -97,7 +104,7 @@ def build_surfaces(
         start_xyz = np.array([box[2].start, box[1].start, box[0].start], dtype=float)
         sub_spacing = spacing_np * step
         sub_origin = np.asarray(origin, dtype=float) + start_xyz * spacing_np - sub_spacing
-        surface = structure_surface(mask, sub_spacing, sub_origin)
+        surface = structure_surface(mask, sub_spacing, sub_origin, max_triangles=per_structure)
         if surface.n_points:
             surfaces[label_id] = surface
     return surfaces

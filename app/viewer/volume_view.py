@@ -36,6 +36,7 @@ class VolumeView(QWidget):
         # Without a real windowing system there is no OpenGL context to give VTK (and it would abort).
         self.available = QGuiApplication.platformName() not in ("offscreen", "minimal")
         if self.available:
+            preload_3d()
             # The interactor is created later, but the top-level window picks its GL format when it is
             # first shown; without a desktop-GL 3.2 core default, Qt's compositor shaders fail (llvmpipe).
             QSurfaceFormat.setDefaultFormat(_gl_format())
@@ -80,15 +81,21 @@ class VolumeView(QWidget):
             return self.plotter is not None
         from pyvistaqt import QtInteractor
 
-        self.plotter = QtInteractor(self, auto_update=False)
+        # No MSAA: on llvmpipe four samples triple the cost of every 3D frame, and frames must stay
+        # well under the UI's 150 ms budget while inference runs.
+        self.plotter = QtInteractor(self, auto_update=False, multi_samples=0)
         self.plotter.set_background("#0d1016", top="#2a3040")
-        # No FXAA: pyvista's enable_anti_aliasing() crashes an unrealized widget and the plain renderer
-        # flag renders black through pyvistaqt's FBO blit on llvmpipe; the scene relies on VTK's MSAA.
+        # No FXAA either: pyvista's enable_anti_aliasing() crashes an unrealized widget and the renderer
+        # flag renders black through pyvistaqt's FBO blit on llvmpipe.
         self._layout.removeWidget(self._placeholder)
         self._placeholder.deleteLater()
         self._layout.addWidget(self.plotter)
         self._add_orientation_cube()
         self.set_scene()
+        if self.isVisible():
+            # Pay the GL context and shader compilation (~0.5 s on llvmpipe) now, in one block, rather
+            # than in a later paint that could land in the middle of the user's next action.
+            self.plotter.grabFramebuffer()
         return True
 
     def close_view(self) -> None:
@@ -202,17 +209,16 @@ class VolumeView(QWidget):
         self._sync_actors()
 
     def _start_build(self, version: int) -> None:
-        from .surfaces import build_surfaces
-
         if self._pending is not None and getattr(self._pending, "version", None) == version:
             return
         self._cancel.set()
         self._cancel = cancel = threading.Event()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorkd-surfaces")
-        labels = np.ascontiguousarray(self.model.labels)
         reo = self.model.reo
-        future = self._executor.submit(build_surfaces, labels, reo.spacing, reo.origin, cancel)  # type: ignore[union-attr]
+        # The label view goes as is (copying 512^3 voxels here would stall the UI); callers replace,
+        # never mutate, label maps, and a superseded build is cancelled before its result is used.
+        future = self._executor.submit(_build, self.model.labels, reo.spacing, reo.origin, cancel)  # type: ignore[union-attr]
         future.version = version  # type: ignore[attr-defined]
         self._pending = future
         future.add_done_callback(lambda f: self._deliver(version, f, cancel))
@@ -290,6 +296,33 @@ class VolumeView(QWidget):
             return None
         self.plotter.render()
         return np.asarray(self.plotter.screenshot(return_img=True))
+
+
+_preload: threading.Thread | None = None
+
+
+def preload_3d() -> None:
+    """Import pyvista, pyvistaqt and the surface code on a daemon thread (seconds of imports) so the
+    3D view and the first surfaces do not stall the UI thread when they are first needed."""
+    global _preload
+    if _preload is None:
+        _preload = threading.Thread(target=_import_3d, name="lorkd-3d-preload", daemon=True)
+        _preload.start()
+
+
+def _import_3d() -> None:
+    try:
+        import pyvistaqt  # noqa: F401
+
+        from . import surfaces  # noqa: F401
+    except Exception:  # noqa: BLE001 - the UI thread's own import will report the problem
+        LOG.debug("preloading the 3D modules failed", exc_info=True)
+
+
+def _build(labels: np.ndarray, spacing: tuple, origin: tuple, cancel: threading.Event) -> dict:
+    from .surfaces import build_surfaces  # on the worker: scipy and pyvista imports stay off the UI thread
+
+    return build_surfaces(labels, spacing, origin, cancel)
 
 
 class _Placeholder(QLabel):

@@ -150,7 +150,7 @@ def paint_bowel(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
 
 def paint_small_bowel(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     """Loops packed into the visceral fat that is left after the organs (painted over fat only)."""
-    n_loops = int(round(4 + 6 * (1.0 - p.visceral) * rng.uniform(0.7, 1.2)))
+    n_loops = int(round(6 + 12 * (1.0 - p.visceral) * rng.uniform(0.7, 1.2)))
     lo = np.array([-80, -75, -85])
     hi = np.array([80, 15, 75])
     for _ in range(n_loops):

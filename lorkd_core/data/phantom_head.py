@@ -63,9 +63,11 @@ def _paint_brain(c: Canvas, p: Patient, ctr: np.ndarray, outer: np.ndarray, thic
     atrophy = float(np.clip((p.age - 40) / 45, 0, 1)) * rng.uniform(0.5, 1.0)
     csf = 1.5 + 3.0 * atrophy
     inner = Offset(Intersect(Ellipsoid(ctr, outer), Lambda(_base_fn(s), ctr - outer, ctr + outer)), -(thick + csf))
-    c.paint(inner, [(0.0, T.GRAY), (4.0, T.WHITE)], "brain", only_tissue=(T.CSF,))
+    c.paint(inner, T.GRAY, "brain", only_tissue=(T.CSF,))
+    c.paint(inner, [(rng.uniform(3.0, 4.5), T.WHITE)], keep_struct=True, only_struct=("brain",))
     cereb = Ellipsoid((0, 48 * s, HEAD_Z - 38 * s), np.array([50, 30, 22]) * s)
-    c.paint(Intersect(cereb, inner), [(0.0, T.GRAY), (6.0, T.WHITE)], "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF))
+    c.paint(Intersect(cereb, inner), T.GRAY, "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF))
+    c.paint(Intersect(cereb, inner), [(8.0, T.WHITE)], keep_struct=True, only_struct=("brain",))
     c.paint(Tube([(0, 14 * s, HEAD_Z - 8), (0, 18 * s, HEAD_Z - 40 * s), (0, 24 * s, HEAD_Z - 68 * s)], [11, 10, 7]),
             T.WHITE, "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF, T.BONE, T.THIN, T.SPONGY))
     for side in (-1, 1):
@@ -93,7 +95,7 @@ def _paint_brain(c: Canvas, p: Patient, ctr: np.ndarray, outer: np.ndarray, thic
     for side in (-1, 1):
         pts = [(side * 10, -32 * s, HEAD_Z + 6), (side * 13, -5 * s, HEAD_Z + 16), (side * 20, 22 * s, HEAD_Z + 10),
                (side * 22, 45 * s, HEAD_Z + 2)]
-        c.paint(Tube(pts, np.array([4.5, 4.0, 5.0, 3.0]) * vr, smooth=3), T.CSF, "ventricles",
+        c.paint(Tube(pts, np.array([5.5, 5.0, 6.5, 3.5]) * vr, smooth=3), T.CSF, "ventricles",
                 only_struct=("brain",))
         temporal = [(side * 22, 22 * s, HEAD_Z + 8), (side * 30, 8 * s, HEAD_Z - 14), (side * 30, -12 * s, HEAD_Z - 26)]
         c.paint(Tube(temporal, np.array([3.5, 2.5, 2.0]) * vr, smooth=3), T.CSF, "ventricles", only_struct=("brain",))
@@ -105,7 +107,7 @@ def _paint_face(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     s = p.head_scale
     z_eye = HEAD_Z - 36 * s
     # Maxilla and zygomas as one bony block, carved by the sinuses and the nasal cavity.
-    c.paint(Ellipsoid((0, -58 * s, HEAD_Z - 68 * s), np.array([48, 28, 22]) * s), [(0.0, T.THIN), (max(2.0, c.min_shell), T.SPONGY)],
+    c.paint(Ellipsoid((0, -58 * s, HEAD_Z - 68 * s), np.array([46, 26, 20]) * s), [(0.0, T.THIN), (c.min_shell + 1.5, T.SOFT)],
             "maxilla", only_tissue=_SOFT_NECK)
     for side, name in ((-1, "right"), (1, "left")):
         eye_c = np.array([side * 32 * s, -68 * s, z_eye])

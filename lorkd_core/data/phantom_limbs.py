@@ -60,11 +60,14 @@ def paint_legs(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
         # Thigh compartments: fat septa between quadriceps, adductors and hamstrings.
         zone = Intersect(leg, Box((-400, -400, -520), (400, 400, -215)))
         c.paint(zone, T.FAT, only_tissue=(T.MUSCLE,))
-        quad = Intersect(zone, sector(top, knee, side, -168, 12))
-        c.paint(quad, T.MUSCLE, f"quadriceps_femoris_{name}")
-        c.paint(Intersect(zone, sector(top, knee, side, 38, 148)), T.MUSCLE, f"thigh_posterior_compartment_{name}")
-        c.paint(Intersect(zone, sector(top, knee, side, 156, 188)), T.MUSCLE, f"thigh_medial_compartment_{name}")
-        c.paint(Intersect(zone, sector(top, knee, side, 17, 33)), T.MUSCLE, f"thigh_posterior_compartment_{name}")
+        fat = {"only_tissue": (T.FAT,)}
+        c.paint(Intersect(zone, sector(top, knee, side, -168, 12)), T.MUSCLE, f"quadriceps_femoris_{name}", **fat)
+        c.paint(Intersect(zone, sector(top, knee, side, 38, 148)), T.MUSCLE, f"thigh_posterior_compartment_{name}",
+                **fat)
+        c.paint(Intersect(zone, sector(top, knee, side, 156, 188)), T.MUSCLE, f"thigh_medial_compartment_{name}",
+                **fat)
+        c.paint(Intersect(zone, sector(top, knee, side, 17, 33)), T.MUSCLE, f"thigh_posterior_compartment_{name}",
+                **fat)
         # Popliteal fat and vessels behind the knee, femoral vessels in the adductor canal.
         c.paint(Ellipsoid(knee + (0, 36, -4), (22, 20, 45)), T.FAT, only_tissue=(T.MUSCLE,))
         art = [(side * 74, -40, -220), (side * 64 * m, -12, -400), (side * 62 * m, 38, -540), (side * 62 * m, 34, -660)]

@@ -41,8 +41,8 @@ LEVELS = vertebral_levels()
 
 # Muscle outline of the trunk (half-width a, half-depth b) along z, reference adult.
 _TRUNK_Z = np.array([-205, -150, -100, -40, 20, 80, 150, 230, 320, 400, 440, 462, 478])
-_TRUNK_A = np.array([150, 163, 163, 150, 140, 135, 140, 146, 150, 150, 150, 142, 95])
-_TRUNK_B = np.array([95, 100, 100, 100, 98, 98, 104, 108, 105, 98, 90, 80, 62])
+_TRUNK_A = np.array([150, 165, 168, 160, 152, 148, 152, 156, 158, 156, 152, 142, 95])
+_TRUNK_B = np.array([95, 100, 102, 103, 102, 102, 108, 110, 107, 100, 91, 80, 62])
 # Centre of the vertebral bodies in y (kyphosis and lordosis).
 _SPINE_Z = np.array([-170, -40, 0, 70, 150, 250, 330, 420, 470, 530, 600])
 _SPINE_Y = np.array([50, 45, 30, 20, 30, 38, 42, 36, 25, 16, 14])

@@ -68,14 +68,14 @@ def _vertebra(level: str, rng: np.random.Generator) -> list[Shape]:
         parts.append(Capsule(joint, tip, ped_r * 0.8, ped_r * 0.6))
         # Facet joints (articular processes) above and below the pedicle-lamina junction.
         parts.append(Capsule((joint[0], joint[1] + 2, b - 1), (joint[0], joint[1] + 2, t + 1), ped_r * 0.8))
-    sp_len = {"C": 18, "T": 30, "L": 30}[g] + (12 if level == "C7" else 0)
+    sp_len = {"C": 18, "T": 26, "L": 26}[g] + (12 if level == "C7" else 0)
     sp_drop = {"C": 4, "T": 18, "L": 4}[g]
     sp_r = {"C": 3.0, "T": 3.5, "L": 4.5}[g]
     tip = (0, y_lam + sp_len, zm - sp_drop)
-    parts.append(Capsule((0, y_lam, zm - 2), tip, sp_r, sp_r * 0.9))
     if g == "L":  # lumbar spinous processes are tall plates
-        parts.append(Capsule((0, y_lam + 4, zm - 7), (0, tip[1] - 2, zm - 7), sp_r * 0.8))
-        parts.append(Capsule((0, y_lam + 4, zm + 5), (0, tip[1] - 2, zm + 5), sp_r * 0.8))
+        parts.append(Ellipsoid((0, y_lam + sp_len / 2, zm - 2), (sp_r * 0.8, sp_len / 2 + 2, 10)))
+    else:
+        parts.append(Capsule((0, y_lam, zm - 2), tip, sp_r, sp_r * 0.9))
     return parts
 
 

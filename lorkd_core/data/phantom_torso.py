@@ -21,8 +21,8 @@ from lorkd_core.data.phantom_shapes import (
 from lorkd_core.data.phantom_tissues import T
 
 _CAV_Z = np.array([-178, -120, -60, 0, 60, 150, 230, 320, 400, 440, 462, 478])
-_CAV_A = np.array([70, 100, 125, 120, 116, 120, 126, 128, 116, 94, 62, 22])
-_CAV_B = np.array([58, 72, 80, 82, 82, 86, 90, 86, 76, 62, 46, 22])
+_CAV_A = np.array([70, 100, 128, 130, 128, 132, 136, 136, 122, 96, 62, 22])
+_CAV_B = np.array([58, 72, 82, 86, 86, 90, 93, 88, 78, 62, 46, 22])
 _CAV_P = np.array([30, 32, 42, 58, 62, 72, 80, 84, 80, 72, 55, 22])
 
 
@@ -74,7 +74,7 @@ def paint_wall(c: Canvas, p: Patient) -> None:
     c.paint(Intersect(cav, band), T.MUSCLE, only_tissue=(T.LUNG, T.VFAT))
 
 
-def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 2.0) -> None:
+def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 1.3) -> None:
     """A muscle with the thin fat plane that separates it from its neighbours on CT."""
     c.paint(Offset(shape, plane), T.FAT, only_tissue=(T.MUSCLE,), keep_struct=True)
     c.paint(Offset(shape, plane), T.FAT, only_tissue=(T.VFAT,), keep_struct=True)
@@ -105,7 +105,7 @@ def paint_trunk_muscles(c: Canvas, p: Patient, rng: np.random.Generator) -> None
         gm = Intersect(body_outline(p, False),
                        Ellipsoid((side * 95 * m, 100, -125), (72 * m, 30, 80), rot=rotation(rz=side * 0.45),
                                  taper=-0.15))
-        _with_fat_plane(c, gm, f"gluteus_maximus_{name}", plane=3.0)
+        _with_fat_plane(c, gm, f"gluteus_maximus_{name}", plane=2.0)
         # Gluteus medius on the outer face of the iliac wing (unlabelled, fat plane to maximus).
         gmed = Ellipsoid((side * 122 * m, 22, -45), (30 * m, 42, 55), taper=0.2)
         c.paint(Offset(gmed, 1.5), T.FAT, only_tissue=(T.MUSCLE,), keep_struct=True)

@@ -28,7 +28,7 @@ from lorkd_core.data.phantom_patient import sample_patient
 from lorkd_core.data.phantom_regions import REGION_LABELS, REGIONS, label_for, plan_scan
 from lorkd_core.data.phantom_scene import build_arm, build_body
 from lorkd_core.data.phantom_shapes import rotation
-from lorkd_core.data.phantom_tissues import sample_hu
+from lorkd_core.data.phantom_tissues import T, sample_hu
 from lorkd_core.errors import ConfigError
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 
@@ -105,7 +105,9 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
         build_body(canvas, patient, rng)
     hu, tex = sample_hu(rng, patient.contrast, canvas.min_shell)
     finding, fmask = add_finding(canvas, region, hu, rng, findings)
-    scanner = sample_scanner(rng, patient.width)
+    body = ~np.isin(canvas.tissue[nz // 2], (T.AIR, T.TABLE, T.FOAM))
+    width = 0.5 * float(body.any(axis=0).sum()) * sp[0] if body.any() else patient.width
+    scanner = sample_scanner(rng, width)
     image = render_ct(canvas.tissue, hu, tex, canvas.Y, sp, scanner, rng)
     if scanner.fov_circle:
         apply_fov_circle(image, sp, min(nx * sp[0], ny * sp[1]))

@@ -20,7 +20,7 @@ from lorkd_core.data.manifest import DatasetItem
 from lorkd_core.errors import DatasetError
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 
-NO_FINDING = "normal"
+NO_FINDING = "none"  # the phantoms' class for "no finding"; a manifest's null finding means the same
 _MAX_FG_POINTS = 4096
 _FG_CROP_PROB = 0.67
 
@@ -64,10 +64,10 @@ def region_label_sets(items: Sequence[DatasetItem]) -> dict[str, dict[int, str]]
 
 
 def region_class_sets(items: Sequence[DatasetItem]) -> dict[str, dict[int, str]]:
-    """Each region's classification classes: ``normal`` (no finding) first, then its findings sorted."""
+    """Each region's classification classes: ``none`` (no finding) first, then its findings sorted."""
     found: dict[str, set[str]] = {}
     for item in items:
-        found.setdefault(item.region, set()).add(item.finding or NO_FINDING)
+        found.setdefault(item.region, set()).add(_finding(item))
     out = {}
     for region, classes in found.items():
         ordered = [NO_FINDING] * (NO_FINDING in classes) + sorted(classes - {NO_FINDING})
@@ -122,14 +122,17 @@ class TrainingSet:
     # ------------------------------------------------------------------ loading
 
     def _load(self, item: DatasetItem) -> CachedCase:
-        image, label = load_case_arrays(item, self.spacing, with_label=self.task == "segmentation")
-        if label is not None:
-            label = self._to_head_ids(item, label)
+        seg = self.task == "segmentation"
+        image, label = load_case_arrays(item, self.spacing, with_label=item.label is not None)
         target = 0
-        if self.task == "classification":
+        if seg:
+            label = self._to_head_ids(item, label)  # type: ignore[arg-type]
+            source = label
+        else:
             names = {v: k for k, v in self.labels[item.region].items()}
-            target = names[item.finding or NO_FINDING]
-        source = label if label is not None else _classification_mask(item, self.spacing, image.shape)
+            target = names[_finding(item)]
+            source = None if label is None else _organ_mask(item, label)
+            label = None
         fg = np.argwhere(source > 0) if source is not None else np.zeros((0, 3), np.int64)
         if len(fg) > _MAX_FG_POINTS:
             fg = fg[np.random.default_rng(0).choice(len(fg), _MAX_FG_POINTS, replace=False)]
@@ -215,12 +218,24 @@ def _pad(a: np.ndarray, patch: tuple[int, ...], value: float) -> np.ndarray:
     return a
 
 
-def _classification_mask(item: DatasetItem, spacing: tuple[float, ...], shape: tuple[int, ...]) -> np.ndarray | None:
-    """Where the classified organ is (the label map when the item has one), to centre crops on it."""
-    if item.label is None:
-        return None
-    _, label = load_case_arrays(item, spacing, with_label=True)
-    return label if label is not None and label.shape == shape else None
+def _finding(item: DatasetItem) -> str:
+    return item.finding if item.finding and item.finding != NO_FINDING else NO_FINDING
+
+
+def _organ_mask(item: DatasetItem, label: np.ndarray) -> np.ndarray:
+    """The organ a region's findings live in (phantom convention, e.g. the liver for the abdomen), else
+    every labelled structure: classification crops are centred on it."""
+    try:
+        from lorkd_core.data.phantom_findings import FINDINGS
+        prefixes = tuple(FINDINGS[item.region].organ_prefixes)
+    except (ImportError, KeyError, AttributeError):
+        prefixes = ()
+    ids = [i for i, n in item.label_names().items() if prefixes and n.startswith(prefixes)]
+    if ids:
+        mask = np.isin(label, ids)
+        if mask.any():
+            return mask
+    return label > 0
 
 
 def load_case_arrays(item: DatasetItem, spacing: Sequence[float],

@@ -154,6 +154,12 @@ def find_models(models_dir: str | Path) -> dict[str, list[ModelEntry]]:
             found_experts.append(e)
     if experts:
         found["experts"] = found_experts
+    if "teacher" not in found:  # decompose without copy_teacher: the experts card names the teacher
+        for e in experts[:1]:
+            ref = e.card.training.get("teacher")
+            folder = (e.path / ref) if isinstance(ref, str) and ref else None
+            if folder is not None and (folder / "card.json").is_file():
+                found["teacher"] = list_models([folder], include_bundled=False, strict=True)
     return {k: found[k] for k in MODEL_ORDER if k in found}
 
 

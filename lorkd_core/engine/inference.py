@@ -72,7 +72,7 @@ class Classification:
 class Preprocessing:
     """How a model's inputs were prepared in training (stored in the card's "training" or "preprocessing")."""
 
-    spacing: tuple[float, float, float] | None = DEFAULT_SPACING  # (x, y, z) mm; None = native
+    spacing: tuple[float | None, ...] | None = DEFAULT_SPACING  # (x, y, z) mm; None = native (per axis)
     patch_size: tuple[int, ...] = DEFAULT_PATCH  # array order: (z, y, x), or (y, x) for 2D models
     spatial_dims: int = 3
     modality: str = "CT"
@@ -84,9 +84,9 @@ class Preprocessing:
         dims = int(src.get("spatial_dims") or card.architecture.spatial_dims)
         spacing = src.get("spacing", DEFAULT_SPACING)
         if spacing is not None:
-            spacing = tuple(float(s) for s in spacing)
-            spacing = spacing if len(spacing) == 3 else (spacing[-1], spacing[-2], 0.0)
-            spacing = None if spacing[2] <= 0 and dims == 2 else spacing
+            values = [float(s) for s in spacing]
+            # 3 numbers: (x, y, z) mm as to_canonical takes them; 2 (2D models): in-plane, native slices
+            spacing = tuple(values) if len(values) == 3 else (values[0], values[-1], None)
         patch = tuple(int(p) for p in src.get("patch_size", DEFAULT_PATCH[-dims:]))
         return cls(spacing, patch[-dims:], dims, card.modality, src)
 
@@ -96,9 +96,6 @@ def prepare_scan(scan: Any, pre: Preprocessing) -> tuple[np.ndarray, Any]:
     from lorkd_core.io import to_canonical
 
     spacing = pre.spacing
-    if spacing is not None and pre.spatial_dims == 2 and len(spacing) == 3:
-        # 2D models resample in-plane only: keep the scan's slice spacing
-        spacing = (spacing[0], spacing[1], None)
     if spacing is not None and None in spacing:
         spacing = tuple(s if s is not None else _slice_spacing(scan) for s in spacing)
     array, grid = to_canonical(scan, spacing=spacing)

@@ -2,7 +2,8 @@
 
 1. A small 2D CNN on coarse canonical projections (8 mm voxels, mean intensity along each axis, a fixed
    512 mm field of view so physical size is kept), trained on phantoms with :func:`train_region_classifier`
-   and bundled as ``resources/region_suggest/`` (``region_suggest.json`` + ``.safetensors``).
+   and bundled as ``resources/region_suggest/`` (``region_suggest.json`` + ``.safetensors``). It is only
+   asked about modalities it was trained on (the phantoms are CT).
 2. Without those weights, a teacher's label content (:func:`suggest_from_teacher`) when one is given.
 3. Otherwise a heuristic from modality, lung air and body size.
 """
@@ -155,7 +156,8 @@ def suggest_region(scan: Any, *, weights: str | Path | None = None, teacher: Any
         if weights is not None:
             raise
         classifier = None
-    if classifier is not None:
+    trained_on = classifier.meta.get("modalities") if classifier is not None else None
+    if classifier is not None and (not trained_on or scan.modality in trained_on):
         scores = classifier.scores(scan_features(scan))
         best = max(scores, key=scores.__getitem__)
         return RegionSuggestion(best, scores[best], scores, "classifier")
@@ -281,6 +283,7 @@ def train_region_classifier(manifest: str | Path, out: str | Path | None = None,
     with atomic_path(meta_path.with_suffix(".safetensors"), suffix=".safetensors") as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     meta = {"format": FORMAT, "regions": list(REGION_ORDER), "network": NETWORK,
+            "modalities": sorted({it.modality for it in train}),
             "input": {"voxel_mm": VOXEL_MM, "size": SIZE, "channels": ["mean_z", "mean_y", "mean_x", "is_mr"]},
             "training": {"data": str(manifest), "cases": len(train), "steps": steps, "seed": seed,
                          "seconds": round(time.perf_counter() - start, 1)}}

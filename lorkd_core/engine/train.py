@@ -253,20 +253,17 @@ def add_experts(student: nn.Module, regions: list[str], ranks: dict[str, int], c
 
 
 def region_parameters(model: nn.Module) -> dict[str, int]:
-    """Per region: parameters of the standalone expert (backbone + that region's experts + its head)."""
+    """Per region: the shared backbone + that region's expert factors + its head. (Merged for deployment,
+    the expert has the backbone + head count; the factors are counted here to stay conservative.)"""
     from lorkd_core.experts import expert_layers
 
-    experts: dict[str, int] = {}
-    expert_total = 0
+    experts: dict[str, int] = dict.fromkeys(model.regions, 0)  # type: ignore[union-attr]
     for _, layer in expert_layers(model):
         for region, factors in layer.experts.items():
-            n = sum(p.numel() for p in factors.parameters())
-            experts[region] = experts.get(region, 0) + n
-            expert_total += n
+            experts[region] += sum(p.numel() for p in factors.parameters())
     heads = {r: sum(p.numel() for p in h.parameters()) for r, h in model.heads.items()}  # type: ignore[union-attr]
-    shared = _count(model) - expert_total - sum(heads.values())
-    # Merging adds the delta into the backbone weight: the deployed expert has no extra parameters.
-    return {r: int(shared + heads[r]) for r in model.regions}  # type: ignore[union-attr]
+    shared = _count(model) - sum(experts.values()) - sum(heads.values())
+    return {r: int(shared + experts[r] + heads[r]) for r in model.regions}  # type: ignore[union-attr]
 
 
 def _count(model: nn.Module | None) -> int:

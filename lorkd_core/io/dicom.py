@@ -82,6 +82,30 @@ def _has_dicom_file(dirpath: str, filenames: list[str], probe: int = 64) -> bool
     return False
 
 
+def _dropped_files(files: list[str], uid: str, grouped: set[str]) -> list[Path]:
+    """DICOM files beside the series that GDCM left out of every series although they belong to it (or are
+    too damaged to tell): GDCM skips unreadable files silently, so a truncated first or last slice would
+    otherwise vanish from the volume without a word."""
+    dropped = []
+    for dirpath in sorted({os.path.dirname(f) for f in files}):
+        for name in sorted(os.listdir(dirpath)):
+            full = os.path.join(dirpath, name)
+            if name.startswith(".") or os.path.normpath(full) in grouped or not os.path.isfile(full):
+                continue
+            if not _has_dicom_file(dirpath, [name]):
+                continue
+            try:
+                ds = pydicom.dcmread(full, stop_before_pixels=True, force=True)
+            except Exception:  # pydicom raises many types on garbage
+                dropped.append(Path(full))
+                continue
+            series = str(ds.get("SeriesInstanceUID", "") or "")
+            is_dicomdir = "DirectoryRecordSequence" in ds
+            if series == uid or (not series and not is_dicomdir):
+                dropped.append(Path(full))
+    return dropped
+
+
 def load_series(
     folder: Path, modality: str | None = None, series_uid: str | None = None, max_voxels: int = 0
 ) -> Scan:
@@ -102,6 +126,12 @@ def load_series(
         uid, files = chosen[0]
     else:
         uid, files = series[0]
+    dropped = _dropped_files(files, uid, {os.path.normpath(f) for _, group in series for f in group})
+    if dropped:
+        names = ", ".join(p.name for p in dropped[:3]) + (f" (+{len(dropped) - 3} more)" if len(dropped) > 3 else "")
+        raise ScanError(
+            f"{len(dropped)} DICOM file(s) of the series cannot be read (truncated or corrupt?): {names}", folder
+        )
     headers = [_read_header(Path(f)) for f in files]
     first = headers[0]
     if "PixelData" not in first and "Rows" not in first:
@@ -139,7 +169,13 @@ def load_file(path: Path, modality: str | None = None, max_voxels: int = 0) -> S
         raise ScanError(
             "DICOM file holds no image (no Rows/Columns; a report, DICOMDIR or other object?)", path
         )
-    image = read_image(path, max_voxels)
+    try:
+        image = read_image(path, max_voxels)
+    except ScanError:
+        short = _pixel_data_shortfall(path, header)
+        if short:
+            raise ScanError(short, path) from None
+        raise
     frames = int(header.get("NumberOfFrames", 1) or 1)
     image = _as_scalar_volume(image, path, is_2d=frames == 1)
     meta = dicom_meta(header)
@@ -154,6 +190,22 @@ def load_file(path: Path, modality: str | None = None, max_voxels: int = 0) -> S
         meta["inverted_monochrome1"] = True
     scan.modality = _modality(header, modality, scan)
     return scan
+
+
+def _pixel_data_shortfall(path: Path, header: pydicom.Dataset) -> str | None:
+    """Why an uncompressed file's pixels did not read, when it holds fewer pixel bytes than its header needs."""
+    try:
+        syntax = header.file_meta.TransferSyntaxUID
+        if syntax.is_compressed:
+            return None
+        need = (int(header.Rows) * int(header.Columns) * int(header.get("NumberOfFrames", 1) or 1)
+                * int(header.get("SamplesPerPixel", 1) or 1) * int(header.BitsAllocated) // 8)
+        got = len(pydicom.dcmread(str(path), force=True).get("PixelData") or b"")
+    except Exception:  # no file meta, odd tags: leave the reader's own message
+        return None
+    if got < need:
+        return f"file is truncated: {got:,} of {need:,} bytes of pixel data present"
+    return None
 
 
 def _read_header(path: Path) -> pydicom.Dataset:

@@ -10,12 +10,14 @@ resampling to a target spacing is linear for images and nearest neighbour on the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
-from lorkd_core.io.scan import Geometry, Scan
+from lorkd_core.errors import ScanError
+from lorkd_core.io.scan import Geometry, Scan, max_voxels_default
 
 CANONICAL_ORIENTATION = "LPS"
 
@@ -116,6 +118,23 @@ def resampled_geometry(g: Geometry, spacing: tuple[float, float, float]) -> Geom
     return Geometry(size, new_spacing, tuple(float(v) for v in origin), g.direction)  # type: ignore[arg-type]
 
 
+def _check_resampled_size(grid: Geometry, oriented: Geometry, scan: Scan) -> None:
+    """ScanError before allocating a resampled grid above the voxel limit (e.g. a header claiming 1e6 mm voxels)."""
+    limit = max_voxels_default()
+    count = math.prod(int(s) for s in grid.size)
+    if count > limit:
+        raise ScanError(
+            f"resampling to {_mm(grid.spacing)} mm voxels would need {count:,} voxels "
+            f"({' x '.join(str(s) for s in grid.size)}), above the limit of {limit:,}; "
+            f"is the voxel spacing in the file ({_mm(oriented.spacing)} mm) right?",
+            getattr(scan, "path", None),
+        )
+
+
+def _mm(values: tuple[float, ...]) -> str:
+    return " x ".join(f"{float(v):g}" for v in values)
+
+
 def _reference(g: Geometry) -> sitk.Image:
     ref = sitk.Image([int(s) for s in g.size], sitk.sitkUInt8)
     return g.apply_to(ref)
@@ -135,6 +154,7 @@ def to_canonical(
         target = (float(spacing),) * 3 if np.isscalar(spacing) else tuple(float(s) for s in spacing)  # type: ignore[arg-type]
         if not np.allclose(target, oriented.spacing, rtol=1e-6, atol=1e-6):
             grid = resampled_geometry(oriented, target)  # type: ignore[arg-type]
+            _check_resampled_size(grid, oriented, scan)
             image = oriented.apply_to(sitk.GetImageFromArray(array))
             image = sitk.Resample(
                 image,

@@ -315,8 +315,9 @@ def read_image_information(path: Path) -> sitk.ImageFileReader:
         with quiet_native_stderr():
             reader.ReadImageInformation()
     except RuntimeError as exc:
-        if path.name.lower().endswith(".gz") and not read_gzip_ok(path):
-            raise ScanError("file is truncated (the compressed data ends early)", path) from None
+        damage = gzip_problem(path)
+        if damage:
+            raise ScanError(damage, path) from None
         raise ScanError(f"not a readable image ({itk_message(exc)})", path) from None
     return reader
 
@@ -346,8 +347,9 @@ def read_image(path: Path, max_voxels: int) -> sitk.Image:
         with quiet_native_stderr():
             image = reader.Execute()
     except RuntimeError as exc:
-        if path.name.lower().endswith(".gz") and not read_gzip_ok(path):
-            raise ScanError("file is truncated (the compressed data ends early)", path) from None
+        damage = gzip_problem(path)
+        if damage:
+            raise ScanError(damage, path) from None
         raise ScanError(f"file is corrupt, pixel data cannot be read ({itk_message(exc)})", path) from None
     return image
 
@@ -526,6 +528,13 @@ def check_nifti_payload(path: Path) -> None:
                 dims = struct.unpack(endian + "8h", head[40:56])
                 datatype, bitpix = struct.unpack(endian + "2h", head[70:74])
                 vox_offset = int(struct.unpack(endian + "f", head[108:112])[0])
+                pixdim = struct.unpack(endian + "8f", head[76:108])
+                sform_code = struct.unpack(endian + "h", head[254:256])[0]
+                # without an sform, the spacing is pixdim; ITK quietly turns a zero there into 1 mm
+                for axis in range(1, 1 + max(0, min(3, int(dims[0])))):
+                    if sform_code <= 0 and not (np.isfinite(pixdim[axis]) and pixdim[axis] != 0):
+                        raise ScanError(f"invalid voxel spacing {pixdim[axis]:g} in the header (pixdim[{axis}]); "
+                                        "the physical size of the image is unknown", path)
             elif sizeof_hdr == 540 and len(head) == 540:
                 datatype, bitpix = struct.unpack(endian + "2h", head[12:16])
                 dims = struct.unpack(endian + "8q", head[16:80])
@@ -613,11 +622,20 @@ def quiet_native_stderr() -> Iterator[None]:
 
 
 def read_gzip_ok(path: Path) -> bool:
-    """True when a .gz file decompresses to the end (tells truncation from other corruption)."""
+    """True when a .gz file decompresses to the end with a good checksum."""
+    return gzip_problem(path) is None
+
+
+def gzip_problem(path: Path) -> str | None:
+    """For a ``.gz`` file that does not decompress to the end: whether it is truncated or corrupt; else None."""
+    if not path.name.lower().endswith(".gz"):
+        return None
     try:
         with gzip.open(path, "rb") as fh:
             while fh.read(1 << 20):
                 pass
-        return True
-    except (OSError, EOFError):
-        return False
+    except EOFError:
+        return "file is truncated (the compressed data ends early)"
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile (bad CRC, bad header) is an OSError
+        return f"file is corrupt (the compressed data is damaged: {exc})"
+    return None

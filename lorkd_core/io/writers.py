@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import SimpleITK as sitk
 
-from lorkd_core.atomic import atomic_path, write_json_atomic
+from lorkd_core.atomic import atomic_path
 from lorkd_core.errors import LabelError, ScanError
 from lorkd_core.io.scan import Geometry, LabelMap, Scan, sidecar_path
 
@@ -55,15 +56,18 @@ def save_label_map(
     dtype = np.uint8 if array.size == 0 or array.max() < 256 else np.int16
     image = geometry.apply_to(sitk.GetImageFromArray(array.astype(dtype, copy=False)))
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    with atomic_path(path, suffix=suffix) as tmp:
-        # SimpleITK picks the writer from the extension, hence the temp name ending in .nii.gz
-        sitk.WriteImage(image, str(tmp), useCompression=True)
     sidecar: dict[str, Any] = {"labels": {str(int(k)): str(v) for k, v in sorted(label_names.items())}}
     sidecar.update({"model": None, "region": None})
     sidecar.update(provenance)
     sidecar["geometry"] = geometry.to_dict()
     sidecar["present"] = [int(v) for v in np.unique(array) if v != 0]
-    write_json_atomic(sidecar_path(path), sidecar)
+    text = json.dumps(sidecar, indent=2) + "\n"  # first: a value JSON cannot hold fails before any file changes
+    # both files are complete on disk before either replaces an older one, so a failed write (disk full)
+    # never leaves a new label map beside an old sidecar
+    with atomic_path(sidecar_path(path), suffix=".json") as tmp_json, atomic_path(path, suffix=suffix) as tmp:
+        # SimpleITK picks the writer from the extension, hence the temp name ending in .nii.gz
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+        tmp_json.write_text(text, encoding="utf-8")
     return path
 
 
