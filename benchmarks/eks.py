@@ -58,6 +58,13 @@ def _rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _load() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
 def _current_rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as fh:
@@ -97,7 +104,9 @@ def _batch(args: argparse.Namespace):
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(args.batch, 1, args.size, args.size, args.size, generator=g).to(device)
-    target = torch.randn(args.batch, args.out_channels, args.size, args.size, args.size, generator=g).to(device)
+    target = torch.randn(args.batch, args.out_channels, args.size, args.size, args.size, generator=g).to(
+        device
+    )
     # Every region present, in a shuffled (non-contiguous) order as a real sampler would give.
     region_index = (torch.arange(args.batch) % len(REGIONS))[torch.randperm(args.batch, generator=g)]
     return x, target, region_index.to(device)
@@ -146,7 +155,9 @@ def time_variants(args: argparse.Namespace, variants: list[str]) -> dict[str, li
     x, target, region_index = _batch(args)
     plain = _build(args, experts=False) if "plain" in variants else None
     experts = _build(args, experts=True) if set(variants) - {"plain"} else None
-    steps = {v: _step_fn(args, v, plain if v == "plain" else experts, x, target, region_index) for v in variants}
+    steps = {
+        v: _step_fn(args, v, plain if v == "plain" else experts, x, target, region_index) for v in variants
+    }
     for _ in range(args.warmup):
         for v in variants:
             steps[v]()
@@ -184,9 +195,27 @@ def measure_memory(args: argparse.Namespace, variant: str) -> dict:
 
 
 def _spawn(args: argparse.Namespace, worker: str, variants: list[str]):
-    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--variants", ",".join(variants)]
-    for key in ("device", "batch", "size", "channels", "res_units", "out_channels", "encoder_rank",
-                "decoder_rank", "reps", "warmup", "threads"):
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        worker,
+        "--variants",
+        ",".join(variants),
+    ]
+    for key in (
+        "device",
+        "batch",
+        "size",
+        "channels",
+        "res_units",
+        "out_channels",
+        "encoder_rank",
+        "decoder_rank",
+        "reps",
+        "warmup",
+        "threads",
+    ):
         argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
@@ -216,18 +245,30 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_memory(args, variants[0])))
         return 0
     config = {
-        "device": args.device, "batch": args.batch, "patch": [args.size] * 3, "channels": args.channels,
-        "res_units": args.res_units, "out_channels": args.out_channels, "regions": len(REGIONS),
-        "encoder_rank": args.encoder_rank, "decoder_rank": args.decoder_rank, "reps": args.reps,
-        "warmup": args.warmup, "threads": args.threads,
+        "device": args.device,
+        "batch": args.batch,
+        "patch": [args.size] * 3,
+        "channels": args.channels,
+        "res_units": args.res_units,
+        "out_channels": args.out_channels,
+        "regions": len(REGIONS),
+        "encoder_rank": args.encoder_rank,
+        "decoder_rank": args.decoder_rank,
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "threads": args.threads,
     }
     print("config: " + ", ".join(f"{k}={v}" for k, v in config.items()), flush=True)
+    load_before = _load()
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_before} at start", flush=True)
     memory = {}
     for v in variants:
         memory[v] = _spawn(args, "memory", [v])
         print(f"  peak memory {v:<12} {memory[v]['peak_mb']:.0f} MB", flush=True)
     times = _spawn(args, "time", variants)
     median = {v: statistics.median(ts) for v, ts in times.items()}
+    load_after = _load()
+    print(f"load average {load_after} at end (other jobs on the machine inflate and scatter the times)")
 
     mem_label = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
     has_plain = "plain" in variants
@@ -246,8 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     print("(x plain for time: median over rounds of the paired ratio; rounds interleave the variants)")
 
     ratios = {}
-    pairs = {"eks/plain": ("eks", "plain"), "loop/eks": ("loop", "eks"), "paper/eks": ("paper", "eks"),
-             "eks_lowrank/plain": ("eks_lowrank", "plain"), "eks_gather/plain": ("eks_gather", "plain")}
+    pairs = {
+        "eks/plain": ("eks", "plain"),
+        "loop/eks": ("loop", "eks"),
+        "paper/eks": ("paper", "eks"),
+        "eks_lowrank/plain": ("eks_lowrank", "plain"),
+        "eks_gather/plain": ("eks_gather", "plain"),
+    }
     for key, (a, b) in pairs.items():
         if a in times and b in times:
             ratios[key] = _paired_ratio(times, a, b)
@@ -272,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             for v in variants
         },
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "load_average": {"start": load_before, "end": load_after},
         "targets_met": met,
     }
     print(json.dumps(summary))

@@ -49,6 +49,7 @@ def test_torchrun_two_cpu_processes_match_the_single_process_format(job):
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 2  # rank 0 only
+    assert "loading" in kinds and events[kinds.index("step")]["metrics"]["loss"] > 0
     assert events[0]["processes"] == 2
 
     decompose(cfg)

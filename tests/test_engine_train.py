@@ -145,20 +145,23 @@ def test_teacher_folder_has_union_labels_per_region(teacher_dir):
 
 
 def test_decomposition_lowers_the_loss_and_writes_model_folders(dataset, teacher_dir, tmp_path):
-    seen = []
-    cfg = _decompose_cfg(dataset, teacher_dir, tmp_path / "run", steps=14, baseline=True, baseline_steps=2)
-    result = decompose(cfg, progress=seen.append)
+    reports = []
+    cfg = _decompose_cfg(dataset, teacher_dir, tmp_path / "run", steps=10, baseline=True, baseline_steps=1)
+    result = decompose(cfg, progress=reports.append)
+    loading = [p for p in reports if p.step == 0]
+    assert loading and loading[-1].metrics["data_fraction"] == 1.0 and loading[-1].total == 11
+    seen = [p for p in reports if p.step > 0]
     losses = [p.metrics["loss"] for p in seen if p.message == "experts"]
-    assert len(losses) == 14 and all(math.isfinite(v) for v in losses)
+    assert len(losses) == 10 and all(math.isfinite(v) for v in losses)
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     last = seen[-1]
-    assert (last.step, last.total) == (16, 16)
+    assert (last.step, last.total) == (11, 11)
     assert {"task", "kd", "samples_per_s", "eta_s", "region/abdomen"} <= set(last.metrics)
-    assert [p.step for p in seen] == list(range(1, 17))
+    assert [p.step for p in seen] == list(range(1, 12))
 
     card = json.loads((result.experts / "card.json").read_text())
     assert card["kind"] == "experts" and card["experts"]["region_order"] == ["abdomen", "pelvis", "thorax"]
-    assert card["experts"]["layers"] and card["training"]["steps"] == 14
+    assert card["experts"]["layers"] and card["training"]["steps"] == 10
     assert set(card["metrics"]["parameters"]) == {"abdomen", "pelvis", "thorax"}
     assert json.loads((result.baseline / "card.json").read_text())["kind"] == "baseline"
     assert (result.teacher / "card.json").is_file() and not (tmp_path / "run" / "checkpoint").exists()
@@ -182,7 +185,8 @@ def test_cancel_then_resume_equals_an_uninterrupted_run(dataset, teacher_dir, tm
     seen = []
 
     def progress(p):
-        seen.append(p.step)
+        if p.step:
+            seen.append(p.step)
         if p.step == 3:
             token.cancel()
 
@@ -191,7 +195,7 @@ def test_cancel_then_resume_equals_an_uninterrupted_run(dataset, teacher_dir, tm
         decompose(cfg, progress=progress, cancel=token)
     assert seen == [1, 2, 3] and latest_checkpoint(tmp_path / "cut" / "checkpoint") is not None
     resumed_steps = []
-    decompose(cfg, progress=lambda p: resumed_steps.append(p.step), resume=True)
+    decompose(cfg, progress=lambda p: p.step and resumed_steps.append(p.step), resume=True)
     assert resumed_steps == [4, 5, 6]
 
     a = load_file(str(full.experts / "model.safetensors"))
@@ -205,7 +209,7 @@ def test_resume_refuses_a_changed_config(dataset, teacher_dir, tmp_path):
     token = CancelToken()
     cfg = _decompose_cfg(dataset, teacher_dir, tmp_path / "job")
     with pytest.raises(JobCancelled):
-        decompose(cfg, progress=lambda p: token.cancel(), cancel=token)
+        decompose(cfg, progress=lambda p: p.step and token.cancel(), cancel=token)
     with pytest.raises(ConfigError, match="lam"):
         decompose(cfg.replace(lam=0.25), resume=True)
 
@@ -221,7 +225,7 @@ def test_classification_loss_decreases(dataset, tmp_path):
                           student={"name": "lorkd.SmallCNN", "kwargs": {"channels": [4, 8]}}, ranks=2, lam=0.5,
                           baseline=False, checkpoint_every=0, lr=1e-2, warmup_steps=1)
     result = decompose(cfg, progress=seen.append)
-    losses = [p.metrics["loss"] for p in seen]
+    losses = [p.metrics["loss"] for p in seen if p.step]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     card = json.loads((result.experts / "card.json").read_text())
     assert card["task"] == "classification" and card["labels"]["abdomen"] == {"0": "none", "1": "cyst"}

@@ -26,13 +26,21 @@ RANKS = {"a": 2, "b": 3, "c": 0, "d": 1}  # c: no expert anywhere; ranks differ 
 # (name, layer factory, sample input shape without batch)
 LAYERS = [
     ("conv2d_stride_bias", lambda: nn.Conv2d(3, 5, 3, stride=2, padding=1), (3, 9, 8)),
-    ("conv2d_dilated_nobias", lambda: nn.Conv2d(4, 6, (3, 1), stride=(1, 2), padding=(2, 0), dilation=2, bias=False), (4, 10, 9)),
+    (
+        "conv2d_dilated_nobias",
+        lambda: nn.Conv2d(4, 6, (3, 1), stride=(1, 2), padding=(2, 0), dilation=2, bias=False),
+        (4, 10, 9),
+    ),
     ("conv2d_same", lambda: nn.Conv2d(2, 3, 3, padding="same"), (2, 7, 7)),
     ("conv3d_stride", lambda: nn.Conv3d(2, 4, 3, stride=2, padding=1), (2, 7, 6, 5)),
     ("conv3d_1x1_nobias", lambda: nn.Conv3d(3, 5, 1, bias=False), (3, 4, 4, 4)),
     ("convT2d_outpad", lambda: nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1), (4, 5, 6)),
     ("convT3d_nobias", lambda: nn.ConvTranspose3d(3, 2, 2, stride=2, bias=False), (3, 3, 4, 3)),
-    ("convT3d_dilated", lambda: nn.ConvTranspose3d(2, 3, 3, stride=2, padding=1, output_padding=1, dilation=2), (2, 3, 3, 3)),
+    (
+        "convT3d_dilated",
+        lambda: nn.ConvTranspose3d(2, 3, 3, stride=2, padding=1, output_padding=1, dilation=2),
+        (2, 3, 3, 3),
+    ),
     ("linear", lambda: nn.Linear(7, 5), (7,)),
     ("linear_tokens_nobias", lambda: nn.Linear(6, 4, bias=False), (3, 6)),
 ]

@@ -98,7 +98,9 @@ def test_merged_expert_matches_eks_and_is_plain(make, shape):
     for _, layer in expert_layers(net):
         layer.base_layer.weight.requires_grad_(False)
     frozen = merged_expert(net, 0)
-    assert not any(p.requires_grad for n, p in frozen.named_parameters() if n.endswith("weight") and p.dim() > 1)
+    assert not any(
+        p.requires_grad for n, p in frozen.named_parameters() if n.endswith("weight") and p.dim() > 1
+    )
 
 
 def test_in_place_merge_unmerge_never_double_adds():
@@ -204,11 +206,15 @@ def test_load_refuses_mismatches_naming_the_layer(tmp_path: Path):
     card = json.loads((folder / "experts.json").read_text())
 
     # another architecture: channel counts differ
-    _expect_model_error(with_experts(unet(0, channels=(4, 8, 32))), folder, r"layer 'model\.1\.submodule\.1\.submodule")
+    _expect_model_error(
+        with_experts(unet(0, channels=(4, 8, 32))), folder, r"layer 'model\.1\.submodule\.1\.submodule"
+    )
     # same architecture, other ranks in one layer
     spec = encoder_decoder_ranks(2)
     other = with_experts(unet(0), ranks=lambda name, t: 3 if name == "model.2.0.conv" else spec(name, t))
-    _expect_model_error(other, folder, r"layer 'model\.2\.0\.conv': expert set ranks .*'abdomen': 4.*'abdomen': 3")
+    _expect_model_error(
+        other, folder, r"layer 'model\.2\.0\.conv': expert set ranks .*'abdomen': 4.*'abdomen': 3"
+    )
     # experts on fewer layers
     fewer = unet(0)
     add_region_experts(fewer, REGIONS, encoder_decoder_ranks(2), alpha=4.0, exclude=["residual"])

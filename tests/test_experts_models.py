@@ -41,7 +41,9 @@ NETS = {
     "unet2d": (lambda: UNet(2, 1, 3, (4, 8, 16), (2, 2), num_res_units=2), (1, 16, 16)),
     "dynunet": (lambda: DynUNet(3, 1, 2, [3, 3, 3], [1, 2, 2], [2, 2], filters=[4, 8, 16]), (1, 8, 8, 8)),
     "segresnet": (
-        lambda: SegResNet(3, init_filters=4, in_channels=1, out_channels=2, norm=("group", {"num_groups": 2})),
+        lambda: SegResNet(
+            3, init_filters=4, in_channels=1, out_channels=2, norm=("group", {"num_groups": 2})
+        ),
         (1, 8, 8, 8),
     ),
     "classifier2d": (Classifier2D, (1, 12, 12)),
@@ -132,7 +134,9 @@ def test_whole_network_float32_and_gradients(name):
             assert p.grad is None or torch.count_nonzero(p.grad) == 0, pname
             continue
         assert p.grad is not None, pname
-        torch.testing.assert_close(p.grad, ref_params[pname].grad, atol=1e-4, rtol=1e-3, msg=lambda m, n=pname: f"{n}: {m}")
+        torch.testing.assert_close(
+            p.grad, ref_params[pname].grad, atol=1e-4, rtol=1e-3, msg=lambda m, n=pname: f"{n}: {m}"
+        )
         n_checked += 1
     assert n_checked > 10
 

@@ -175,8 +175,6 @@ def test_real_processes_print_one_line_and_no_traceback(corpus):
     """A few real interpreter runs, started together (each start imports the stack): exit codes and stderr."""
     runs = {
         "nifti_corrupt_gzip": ["info", str(corpus["nifti_corrupt_gzip"].path)],
-        "dicom_series_truncated_last_slice": ["info", str(corpus["dicom_series_truncated_last_slice"].path)],
-        "huge_dimensions": ["info", str(corpus["huge_dimensions"].path)],
         "non_ascii_path": ["info", "--json", str(corpus["non_ascii_path"].path)],
         "weights_pickle": ["segment", "--input", str(corpus["weights_pickle"].scan), "--region", "abdomen",
                            "--model", str(corpus["weights_pickle"].path), "--device", "cpu", "--quiet",

@@ -9,17 +9,22 @@ from lorkd_core.progress import Progress
 
 from ..services.worker import TaskHandle, TorchWorker
 
+# Every repaint recomposes the whole window through OpenGL once the 3D view is embedded: tens of ms with
+# software rendering. So progress reaches the screen a few times a second, not at the worker's rate.
+REFRESH_MS = 300
+
 
 class JobPanel(QWidget):
     def __init__(self, worker: TorchWorker, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._worker = worker
+        self._latest: tuple[TaskHandle, Progress] | None = None
         self.label = QLabel("")
         self.label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.bar = QProgressBar()
         self.bar.setObjectName("jobProgress")
         self.bar.setFixedWidth(220)
-        self.bar.setTextVisible(True)
+        self.bar.setRange(0, 1000)
         self.cancel = QToolButton()
         self.cancel.setObjectName("cancelButton")
         self.cancel.setText("Cancel")
@@ -31,12 +36,14 @@ class JobPanel(QWidget):
         layout.addWidget(self.label, 1)
         layout.addWidget(self.bar)
         layout.addWidget(self.cancel)
-        # A fixed size and a stacked idle page: showing progress must never relayout the window, since a
-        # resize of the OpenGL views costs a full 3D re-render (hundreds of ms with software rendering).
+        # Fixed size plus a stacked idle page: showing progress never relayouts the window (a resize of the
+        # OpenGL views would cost a full 3D re-render).
         self._pages = QStackedLayout(self)
         self._pages.addWidget(QWidget())
         self._pages.addWidget(busy)
         self.setFixedSize(560, 24)
+        self._refresh = QTimer(self, interval=REFRESH_MS)
+        self._refresh.timeout.connect(self._apply_latest)
         # Hiding is delayed so a stream of short tasks does not make the bar flicker.
         self._hide_timer = QTimer(self, singleShot=True, interval=400)
         self._hide_timer.timeout.connect(self._hide_if_idle)
@@ -44,21 +51,35 @@ class JobPanel(QWidget):
         worker.task_progress.connect(self._on_progress)
         worker.idle.connect(self._hide_timer.start)
 
+    @property
+    def busy_shown(self) -> bool:
+        return self._pages.currentIndex() == 1
+
     def _on_started(self, handle: TaskHandle) -> None:
         self._hide_timer.stop()
+        self._latest = None
         self.label.setText(handle.name)
-        self.bar.setRange(0, 0)  # busy until the first report
+        self.bar.setValue(0)
+        self.bar.setFormat("")
         self.cancel.setEnabled(True)
         self._pages.setCurrentIndex(1)
+        self._refresh.start()
 
     def _on_progress(self, handle: TaskHandle, report: Progress) -> None:
+        self._latest = (handle, report)
+
+    def _apply_latest(self) -> None:
+        if self._latest is None:
+            return
+        handle, report = self._latest
+        self._latest = None
         if handle is not self._worker.current:
             return
-        self.bar.setRange(0, 1000)
         self.bar.setValue(int(1000 * report.fraction))
         self.bar.setFormat(f"{100 * report.fraction:.0f}%")
-        if report.message:
-            self.label.setText(f"{handle.name}: {report.message}")
+        text = f"{handle.name}: {report.message}" if report.message else handle.name
+        if text != self.label.text():
+            self.label.setText(text)
 
     def _on_cancel(self) -> None:
         current = self._worker.current
@@ -69,8 +90,5 @@ class JobPanel(QWidget):
 
     def _hide_if_idle(self) -> None:
         if not self._worker.busy:
+            self._refresh.stop()
             self._pages.setCurrentIndex(0)
-
-    @property
-    def busy_shown(self) -> bool:
-        return self._pages.currentIndex() == 1

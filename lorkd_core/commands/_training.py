@@ -1,7 +1,8 @@
 """Plumbing shared by the training commands: config from file + flags, progress output, cancel, torchrun.
 
 ``--progress-json`` prints one JSON object per line on stdout (rank 0 only), for a GUI watching a
-subprocess: ``{"event": "start", ...}``, ``{"event": "step", "step", "total", "phase", "metrics"}``,
+subprocess: ``{"event": "start", ...}``, ``{"event": "loading", "fraction", "message"}`` while the cases load,
+``{"event": "step", "step", "total", "phase", "metrics"}`` after every training step,
 then ``{"event": "done", ...}``, ``{"event": "cancelled", "message"}`` or ``{"event": "error", "message"}``.
 Ctrl-C / SIGTERM, or creating the ``--cancel-file``, cancels between steps and leaves a checkpoint.
 """
@@ -99,6 +100,12 @@ class ProgressPrinter:
             self._emit({"event": kind, "time": round(time.time(), 3), **fields})
 
     def __call__(self, p: Progress) -> None:
+        loading = p.step == 0 and "data_fraction" in p.metrics
+        if self.json_lines and loading:
+            self._emit({"event": "loading", "fraction": _finite(p.metrics["data_fraction"]), "message": p.message})
+            return
+        if loading:
+            return
         if self.json_lines:
             self._emit({"event": "step", "step": p.step, "total": p.total, "phase": p.message,
                         "metrics": {k: _finite(v) for k, v in p.metrics.items()}})

@@ -129,7 +129,14 @@ def write_manifest(path: str | Path, items: list[DatasetItem]) -> Path:
 
 def _abs(value: str, root: Path) -> Path:
     p = Path(os.path.expanduser(str(value)))
-    return p if p.is_absolute() else (root / p)
+    if p.is_absolute():
+        return p
+    # write_manifest stores items outside the manifest's folder as "../...": climb the (resolved) root for
+    # those, so that a written item reads back as the very same path
+    parts = p.parts
+    while parts and parts[0] == ".." and root.parent != root:
+        root, parts = root.parent, parts[1:]
+    return root.joinpath(*parts)
 
 
 def _rel(path: Path, root: Path | None) -> str:

@@ -161,7 +161,7 @@ def paint_small_bowel(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
             heading = heading / np.linalg.norm(heading) + rng.normal(0, 0.7, 3)
             pos = np.clip(pos + heading / np.linalg.norm(heading) * rng.uniform(22, 34), lo, hi)
             pts.append(pos.copy())
-        _hollow(c, Tube(pts, rng.uniform(9, 14), smooth=2), T.GI_FLUID, "small_bowel", rng, wall=2.0,
+        _hollow(c, Tube(pts, rng.uniform(9, 14)), T.GI_FLUID, "small_bowel", rng, wall=2.0,
                 gas_bubbles=int(rng.integers(0, 2)), only_tissue=(T.VFAT,))
 
 

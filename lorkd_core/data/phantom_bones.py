@@ -73,7 +73,7 @@ def paint_ribs(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
                 c.paint(Tube(cart, r * 0.85, smooth=3), T.CARTILAGE, "costal_cartilages")
             radii = np.full(len(bone), r)
             radii[0] = r * 1.1
-            _paint_bone(c, [Tube(bone, radii, smooth=2)], f"rib_{name}_{k}", inset=1.1)
+            _paint_bone(c, [Tube(bone, radii)], f"rib_{name}_{k}", inset=1.1)
 
 
 def sternum_y(p: Patient, z: float) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lorkd_core.data.phantom_shapes import F, Shape
+from lorkd_core.data.phantom_shapes import F, Shape, Union
 
 
 class Canvas:
@@ -122,11 +122,16 @@ class Canvas:
         only_s = None if only_struct is None else _lut([self.names[n] for n in only_struct if n in self.names],
                                                       len(self.names) + 2)
         evaluated = []
-        for piece in shape.pieces():
-            box = self.box(*piece.bounds())
-            if box is None:
-                continue
-            evaluated.append((box, piece.sdf(self.X[box], self.Y[box], self.Z[box])))
+        if isinstance(shape, Union) and shape.k > 0:
+            hit = self._smooth_union(shape)
+            if hit is not None:
+                evaluated.append(hit)
+        else:
+            for piece in shape.pieces():
+                box = self.box(*piece.bounds())
+                if box is None:
+                    continue
+                evaluated.append((box, piece.sdf(self.X[box], self.Y[box], self.Z[box])))
         count = 0
         for inset, tis in layers:
             for box, d in evaluated:
@@ -146,6 +151,39 @@ class Canvas:
                     record[box] |= m
                 count += int(m.sum())
         return count
+
+    def _smooth_union(self, shape: Union):
+        """A smooth union evaluated child by child on each child's own box (plus the blend radius)
+        instead of every child on the whole union box."""
+        lo, hi = shape.bounds()
+        box = self.box(np.asarray(lo) - shape.k, np.asarray(hi) + shape.k)
+        if box is None:
+            return None
+        d = np.full(tuple(b.stop - b.start for b in box), F(1e4), F)
+        k = F(shape.k)
+        for child in shape.shapes:
+            lo, hi = child.bounds()
+            cb = self.box(np.asarray(lo) - shape.k, np.asarray(hi) + shape.k)
+            if cb is None:
+                continue
+            ds = child.sdf(self.X[cb], self.Y[cb], self.Z[cb])
+            local = tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(cb, box))
+            cur = d[local]
+            h = np.clip(F(0.5) + F(0.5) * (ds - cur) / k, F(0), F(1))
+            d[local] = ds * (F(1) - h) + cur * h - k * h * (F(1) - h)
+        return box, d
+
+    def evaluate(self, shape: Shape) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+        """(box, sdf on the box) of a single-piece shape, or None when it misses the grid."""
+        box = self.box(*shape.bounds())
+        if box is None:
+            return None
+        return box, shape.sdf(self.X[box], self.Y[box], self.Z[box])
+
+    def fill(self, box, mask: np.ndarray, tissue: int, struct: str | None = None) -> None:
+        """Set ``tissue`` (and ``struct``) where ``mask`` is true inside ``box``."""
+        self.tissue[box][mask] = tissue
+        self.struct[box][mask] = self.sid(struct)
 
     def mask_of(self, *names: str) -> np.ndarray:
         ids = [self.names[n] for n in names if n in self.names]

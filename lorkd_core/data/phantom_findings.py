@@ -57,15 +57,16 @@ def solid_hu(region: str, organ_hu: float, rng: np.random.Generator) -> float:
     return float(np.clip(organ_hu + delta, 20, 130))
 
 
-def add_finding(c: Canvas, region: str, hu: np.ndarray, rng: np.random.Generator,
-                enabled: bool = True) -> tuple[str | None, np.ndarray]:
-    """Place one finding; returns (class or None when findings are off, mask). Falls back to "none"
-    when the organ is too small in this field of view for the chosen lesion."""
+def add_finding(c: Canvas, region: str, hu: np.ndarray, rng: np.random.Generator, enabled: bool = True,
+                kind: str | None = None) -> tuple[str | None, np.ndarray]:
+    """Place one finding of class ``kind`` (random when None); returns (class, or None when findings
+    are off, and its mask). Falls back to "none" when the organ is too small in this field of view."""
     mask = np.zeros(c.shape, bool)
     if not enabled:
         return None, mask
     spec = FINDINGS[region]
-    kind = spec.classes[int(rng.integers(0, len(spec.classes)))]
+    drawn = spec.classes[int(rng.integers(0, len(spec.classes)))]
+    kind = drawn if kind is None else kind
     if kind == "none":
         return "none", mask
     names = _organ_names(c, spec.organ_prefixes)

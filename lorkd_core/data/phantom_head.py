@@ -46,14 +46,15 @@ def paint_head(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     base = Lambda(_base_fn(s), ctr - outer, ctr + outer)
     cranium = Intersect(Ellipsoid(ctr, outer), base)
     shell = max(1.7, c.min_shell)
-    c.paint(cranium, [(0.0, T.THIN), (shell, T.SPONGY), (max(thick - shell, shell), T.THIN)], "skull")
-    c.paint(Offset(cranium, -thick), T.CSF)
+    c.paint(cranium, [(0.0, T.THIN), (shell, T.SPONGY), (max(thick - shell, shell), T.THIN), (thick, T.CSF)], "skull")
     for side in (-1, 1):  # petrous bones and mastoids
         c.paint(Ellipsoid((side * 38 * s, 18 * s, HEAD_Z - 46 * s), (26, 9, 9), rot=rotation(rz=side * 0.6)),
                 T.BONE, "skull")  # petrous bone is dense throughout
         c.paint(Sphere((side * 55 * s, 30 * s, HEAD_Z - 55 * s), 11), [(0.0, T.THIN), (max(1.5, c.min_shell), T.GAS)],
                 "skull")
     _paint_brain(c, p, ctr, outer, thick, rng)
+    # The CSF between brain and inner table was painted as part of the skull's layers.
+    c.struct[(c.tissue == T.CSF) & (c.struct == c.sid("skull"))] = 0
     _paint_face(c, p, rng)
 
 
@@ -63,11 +64,9 @@ def _paint_brain(c: Canvas, p: Patient, ctr: np.ndarray, outer: np.ndarray, thic
     atrophy = float(np.clip((p.age - 40) / 45, 0, 1)) * rng.uniform(0.5, 1.0)
     csf = 1.5 + 3.0 * atrophy
     inner = Offset(Intersect(Ellipsoid(ctr, outer), Lambda(_base_fn(s), ctr - outer, ctr + outer)), -(thick + csf))
-    c.paint(inner, T.GRAY, "brain", only_tissue=(T.CSF,))
-    c.paint(inner, [(rng.uniform(3.0, 4.5), T.WHITE)], keep_struct=True, only_struct=("brain",))
+    c.paint(inner, [(0.0, T.GRAY), (rng.uniform(3.0, 4.5), T.WHITE)], "brain", only_tissue=(T.CSF, T.GRAY))
     cereb = Ellipsoid((0, 48 * s, HEAD_Z - 38 * s), np.array([50, 30, 22]) * s)
-    c.paint(Intersect(cereb, inner), T.GRAY, "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF))
-    c.paint(Intersect(cereb, inner), [(8.0, T.WHITE)], keep_struct=True, only_struct=("brain",))
+    c.paint(Intersect(cereb, inner), [(0.0, T.GRAY), (8.0, T.WHITE)], "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF))
     c.paint(Tube([(0, 14 * s, HEAD_Z - 8), (0, 18 * s, HEAD_Z - 40 * s), (0, 24 * s, HEAD_Z - 68 * s)], [11, 10, 7]),
             T.WHITE, "brain", only_tissue=(T.GRAY, T.WHITE, T.CSF, T.BONE, T.THIN, T.SPONGY))
     for side in (-1, 1):

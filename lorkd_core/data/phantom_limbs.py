@@ -110,10 +110,10 @@ def paint_arm(c: Canvas, p: Patient, side: int, path: np.ndarray, rng: np.random
     hand = wr + (wr - el) * 0.3
     axis_pts = [sh + (0, 0, 30), sh, el, wr, hand]
     outline_r = np.concatenate([[rads[0] * 0.8], rads])
-    c.paint(Tube(axis_pts, outline_r + fat, smooth=3), [(0.0, T.SKIN), (2.0, T.FAT)], "arm_soft",
+    c.paint(Tube(axis_pts, outline_r + fat), [(0.0, T.SKIN), (2.0, T.FAT)], "arm_soft",
             only_tissue=(T.AIR,))
     inside = {"only_struct": ("arm_soft",)}
-    arm = Tube(axis_pts, outline_r, smooth=3)
+    arm = Tube(axis_pts, outline_r)
     c.paint(arm, T.MUSCLE, "arm_soft", **inside)
     # Upper arm compartments separated by fat septa.
     upper = Intersect(arm, Box(np.minimum(sh, el) - (200, 200, -20), np.maximum(sh, el) + (200, 200, -25)))

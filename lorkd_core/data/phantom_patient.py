@@ -110,14 +110,14 @@ def _trunk(p: Patient, grow: float) -> ZColumn:
     a, b = trunk_axes(_TRUNK_Z)
     f = np.interp(_TRUNK_Z, _FAT_Z, _FAT_F) * p.fat * grow
     m = p.muscle
-    return ZColumn(_TRUNK_Z, 0.0, 0.0, a * m + 0.9 * f, b * m + f, b * m + 0.55 * f, n=2.3)
+    return ZColumn(_TRUNK_Z, 0.0, 0.0, a * m + 0.9 * f, b * m + f, b * m + 0.55 * f, n=2.0)
 
 
 def _neck(p: Patient, grow: float) -> ZColumn:
     zs = np.array([440, 500, 560, 600])
     f = 0.25 * p.fat * grow
     return ZColumn(zs, 0.0, 12.0, np.array([62, 57, 58, 62]) * p.muscle + f,
-                   np.array([55, 52, 52, 55]) + f, np.array([58, 56, 58, 62]) + f, n=2.2)
+                   np.array([55, 52, 52, 55]) + f, np.array([58, 56, 58, 62]) + f, n=2.0)
 
 
 def _head(p: Patient, grow: float) -> Shape:

@@ -34,6 +34,29 @@ REGION_LABELS: dict[str, tuple[str, ...]] = {
     "upper_limb": ("humerus", "radius", "ulna", "triceps_brachii", "biceps_brachii"),
 }
 
+# Declared CT numbers: the median HU inside each label (eroded by one voxel) lies in this range.
+# Wide where content or contrast phase varies (stomach, bowel, vessels); long bones include marrow fat.
+LABEL_HU: dict[str, tuple[float, float]] = {
+    "liver": (40, 135), "spleen": (35, 140), "kidney_left": (20, 240), "kidney_right": (20, 240),
+    "stomach": (-1000, 420), "pancreas": (25, 140), "inferior_vena_cava": (30, 220), "aorta": (30, 450),
+    "vertebrae": (120, 500), "brain": (18, 45), "ventricles": (-5, 20), "skull": (200, 1400),
+    "eye_left": (0, 30), "eye_right": (0, 30), "thyroid_gland": (70, 220), "mandible": (150, 1000),
+    "common_carotid_artery_left": (30, 450), "common_carotid_artery_right": (30, 450),
+    "trachea": (-1000, -850), "esophagus": (-300, 120), "spinal_cord": (10, 45),
+    "femur_left": (-100, 600), "femur_right": (-100, 600), "patella": (100, 600), "tibia": (-100, 600),
+    "fibula": (-100, 600), "quadriceps_femoris_left": (30, 80), "quadriceps_femoris_right": (30, 80),
+    "urinary_bladder": (-5, 30), "rectum": (-800, 80), "hip_left": (100, 600), "hip_right": (100, 600),
+    "sacrum": (100, 600), "gluteus_maximus_left": (30, 80), "gluteus_maximus_right": (30, 80),
+    "intervertebral_discs": (60, 130), "autochthon_left": (30, 80), "autochthon_right": (30, 80),
+    "lung_left": (-920, -780), "lung_right": (-920, -780), "heart": (30, 320), "ribs": (100, 900),
+    "sternum": (100, 600), "humerus": (-100, 700), "radius": (-100, 700), "ulna": (-100, 700),
+    "triceps_brachii": (30, 80), "biceps_brachii": (30, 80),
+}
+
+# Labels a case of the region may lack (the field of view decides): a spine scan of the neck or
+# chest has no sacrum.
+OPTIONAL_LABELS: dict[str, frozenset[str]] = {"spine": frozenset({"sacrum"})}
+
 # Group labels whose members are not simply "<label>_<suffix>".
 _ALIASES = {"ribs": ("rib_left_", "rib_right_")}
 
@@ -70,7 +93,8 @@ def plan_scan(region: str, rng: np.random.Generator) -> ScanPlan:
         return ScanPlan((u(-6, 6), u(-10, 10), 520 + u(-15, 15)), u(200, 290), (200, 360))
     if region == "spine":
         part = rng.choice(3, p=(0.5, 0.25, 0.25))
-        z = (level_mid("L3") + u(-30, 30), level_mid("T8") + u(-40, 40), level_mid("C4") + u(-10, 10))[int(part)]
+        # Lumbar scans reach the sacrum; thoracic and cervical ones do not.
+        z = (level_mid("L4") + u(-20, 25), level_mid("T8") + u(-40, 40), level_mid("C4") + u(-10, 10))[int(part)]
         return ScanPlan((u(-8, 8), float(spine_y(z)) + u(5, 25), z), u(150, 260), (190, 450))
     if region == "lower_limb":
         return ScanPlan((u(-10, 10), u(0, 20), -550 + u(-80, 50)), u(340, 450), (220, 480))

@@ -124,29 +124,37 @@ class ZColumn(Shape):
     def _tables(self):
         if not hasattr(self, "_lut"):
             zq = np.arange(self.zs[0], self.zs[-1] + 0.5, 0.5)
-            self._lut = np.stack([np.interp(zq, self.zs, v) for v in (self.cx, self.cy, self.ax, self.aya, self.ayp)]
-                                 ).astype(F)
+            cols = [np.interp(zq, self.zs, v) for v in (self.cx, self.cy, self.ax, self.aya, self.ayp)]
+            cols[2:] = [1.0 / c for c in cols[2:]]  # inverse half-axes: multiply, do not divide
+            self._lut = np.stack(cols).astype(F)
         return self._lut
 
     def sdf(self, x, y, z):
         lut = self._tables()
         z0, z1 = F(self.zs[0]), F(self.zs[-1])
-        idx = np.clip((z - z0) * F(2.0) + F(0.5), F(0), F(lut.shape[1] - 1)).astype(np.int32)
-        cx, cy, ax = lut[0][idx], lut[1][idx], lut[2][idx]
-        dy = y - cy
-        ay = np.where(dy < 0, lut[3][idx], lut[4][idx])
-        dx = x - cx
-        u, v = np.abs(dx / ax), np.abs(dy / ay)
+        zl = z
+        if z.ndim == 3 and z.shape[1] * z.shape[2] > 64:
+            # The profile varies slowly along z: look it up once per slice (at the slice centre)
+            # rather than per voxel; only the end caps below use the exact z.
+            h, w = z.shape[1] // 2, z.shape[2] // 2
+            zl = z[:, h:h + 1, w:w + 1]
+        idx = np.clip((zl - z0) * F(2.0) + F(0.5), F(0), F(lut.shape[1] - 1)).astype(np.int32)
+        dx = x - lut[0][idx]
+        dy = y - lut[1][idx]
+        iay = np.where(dy < 0, lut[3][idx], lut[4][idx])
+        dx2, dy2 = dx * dx, dy * dy
+        iax = lut[2][idx]
         if self.n == 2.0:
-            rho = np.sqrt(u * u + v * v)
+            rho = np.sqrt(dx2 * (iax * iax) + dy2 * (iay * iay))
         else:
             n = F(self.n)
-            rho = (u**n + v**n) ** (F(1) / n)
-        r = np.sqrt(dx * dx + dy * dy)
-        d = r * (rho - F(1)) / (rho + _EPS)
-        # Radial distance overestimates far outside; cap with the axis-based estimate there.
-        d = np.where(rho > 1.5, np.minimum(d, (rho - F(1)) * np.minimum(ax, ay)), d)
-        return np.maximum(d, np.maximum(z0 - z, z - z1))
+            rho = (np.abs(dx * iax) ** n + np.abs(dy * iay) ** n) ** (F(1) / n)
+        # Distance along the ray from the axis: exact on circles, close for these mild ellipses.
+        r = np.sqrt(dx2 + dy2)
+        d = r - r / (rho + _EPS)
+        if z.size and (float(z.min()) < z0 or float(z.max()) > z1):
+            d = np.maximum(d, np.maximum(z0 - z, z - z1))
+        return d
 
 
 class Capsule(Shape):
@@ -378,6 +386,26 @@ class Union(Shape):
         if d is None:
             return np.full(np.shape(x), F(1e4), F)
         return d
+
+
+class Group(Shape):
+    """Several shapes painted as one union, each on its own box."""
+
+    def __init__(self, *shapes: Shape) -> None:
+        self.shapes = [s for s in shapes if s is not None]
+
+    def bounds(self) -> Bounds:
+        los, his = zip(*(s.bounds() for s in self.shapes))
+        return np.min(los, axis=0), np.max(his, axis=0)
+
+    def sdf(self, x, y, z):
+        d = self.shapes[0].sdf(x, y, z)
+        for s in self.shapes[1:]:
+            d = np.minimum(d, s.sdf(x, y, z))
+        return d
+
+    def pieces(self) -> Sequence[Shape]:
+        return [p for s in self.shapes for p in s.pieces()]
 
 
 class Intersect(Shape):

@@ -6,7 +6,7 @@ import numpy as np
 
 from lorkd_core.data.phantom_canvas import Canvas
 from lorkd_core.data.phantom_patient import LEVELS, Patient, spine_y
-from lorkd_core.data.phantom_shapes import Arc, Capsule, Ellipsoid, Shape, Tube, ZColumn, rotation
+from lorkd_core.data.phantom_shapes import Arc, Capsule, Ellipsoid, Group, Shape, Tube, ZColumn, rotation
 from lorkd_core.data.phantom_tissues import T
 
 # Half-width, half-depth of the body and the canal half-axes, per level group.
@@ -80,12 +80,9 @@ def _vertebra(level: str, rng: np.random.Generator) -> list[Shape]:
 
 
 def _paint_bone(c: Canvas, parts: list[Shape], struct: str, inner: int = T.SPONGY, inset: float = 1.3) -> None:
-    """Cortical shell (at least ``c.min_shell`` thick, see T.THIN) around spongy bone."""
-    for part in parts:
-        c.paint(part, T.THIN, struct)
-    inset = max(inset, c.min_shell)
-    for part in parts:
-        c.paint(part, [(inset, inner)], keep_struct=True, only_tissue=(T.THIN, T.BONE), only_struct=(struct,))
+    """Cortical shell (at least ``c.min_shell`` thick, see T.THIN) around spongy bone; the parts form
+    one union (all shells first, then all interiors)."""
+    c.paint(Group(*parts), [(0.0, T.THIN), (max(inset, c.min_shell), inner)], struct)
 
 
 def paint_spine(c: Canvas, p: Patient, rng: np.random.Generator) -> None:

@@ -28,7 +28,7 @@ _CAV_P = np.array([30, 32, 42, 58, 62, 72, 80, 84, 80, 72, 55, 22])
 
 def cavity(p: Patient) -> ZColumn:
     """The trunk cavity inside the body wall (thorax above the diaphragm, abdomen and pelvis below)."""
-    return ZColumn(_CAV_Z, 0.0, 0.0, _CAV_A * p.muscle, _CAV_B * p.muscle, _CAV_P * p.muscle, n=2.2)
+    return ZColumn(_CAV_Z, 0.0, 0.0, _CAV_A * p.muscle, _CAV_B * p.muscle, _CAV_P * p.muscle, n=2.0)
 
 
 def cavity_axes(p: Patient, z: float) -> tuple[float, float, float]:
@@ -63,22 +63,29 @@ def half_x(x0: float, keep: str) -> Lambda:
 
 
 def paint_wall(c: Canvas, p: Patient) -> None:
+    """Skin, subcutaneous fat and muscle; inside the trunk cavity the lungs above the diaphragm and
+    visceral fat (T.VFAT, the free space organs are painted into) below it."""
     c.paint(body_outline(p, True), [(0.0, T.SKIN), (2.0, T.FAT)])
     c.paint(body_outline(p, False), T.MUSCLE)
-    cav = cavity(p)
-    c.paint(Intersect(cav, below_dome(p)), T.VFAT)
-    for side in ("right", "left"):
-        c.paint(Intersect(cav, above_dome(p, 4.0), half_x(8.0, side)), T.LUNG, f"lung_{side}")
-    band = Lambda(lambda x, y, z, fn=dome(p): np.abs(z - fn(x, y) - F(2.0)) - F(3.5),
-                  (-300, -300, p.dome_r - 160), (300, 300, p.dome_r + 10))
-    c.paint(Intersect(cav, band), T.MUSCLE, only_tissue=(T.LUNG, T.VFAT))
+    hit = c.evaluate(cavity(p))
+    if hit is None:
+        return
+    box, d = hit
+    inside = d <= 0
+    if not inside.any():
+        return
+    x, y, z = c.X[box], c.Y[box], c.Z[box]
+    dz = z - dome(p)(x, y)
+    c.fill(box, inside & (dz < 0), T.VFAT)
+    lung = inside & (dz > 4.0)
+    c.fill(box, lung & (x < F(8.0)), T.LUNG, "lung_right")
+    c.fill(box, lung & (x >= F(8.0)), T.LUNG, "lung_left")
+    c.fill(box, inside & (np.abs(dz - F(2.0)) <= F(3.5)), T.MUSCLE)
 
 
 def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 1.3) -> None:
     """A muscle with the thin fat plane that separates it from its neighbours on CT."""
-    c.paint(Offset(shape, plane), T.FAT, only_tissue=(T.MUSCLE,), keep_struct=True)
-    c.paint(Offset(shape, plane), T.FAT, only_tissue=(T.VFAT,), keep_struct=True)
-    c.paint(shape, T.MUSCLE, struct)
+    c.paint(Offset(shape, plane), [(0.0, T.FAT), (plane, T.MUSCLE)], struct, only_tissue=(T.MUSCLE, T.VFAT, T.FAT))
 
 
 def paint_trunk_muscles(c: Canvas, p: Patient, rng: np.random.Generator) -> None:

@@ -72,11 +72,14 @@ def _check_region(region: str) -> None:
 
 def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
                   spacing: Sequence[float] | None = None, fov_mm: float | None = None, findings: bool = True,
-                  labels: Sequence[str] | None = None) -> PhantomCase:
+                  finding: str | None = None, labels: Sequence[str] | None = None) -> PhantomCase:
     """Generate one case of ``region``. ``shape`` is the grid (int or (z, y, x)); ``spacing`` (x, y, z)
-    mm overrides the sampled one; ``labels`` overrides the region's label list (e.g. per-level
-    ``vertebrae_L1`` names)."""
+    mm overrides the sampled one; ``finding`` forces a finding class of ``FINDINGS[region]`` (random
+    otherwise); ``labels`` overrides the region's label list (e.g. per-level ``vertebrae_L1``)."""
     _check_region(region)
+    if finding is not None and finding not in FINDINGS[region].classes:
+        raise ConfigError(f"finding {finding!r} is not one of {', '.join(FINDINGS[region].classes)} "
+                          f"for region {region}")
     if int(seed) < 0:
         raise ConfigError(f"phantom seed must be >= 0, got {seed}")
     nz, ny, nx = _as_shape(shape)
@@ -104,7 +107,7 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
     else:
         build_body(canvas, patient, rng)
     hu, tex = sample_hu(rng, patient.contrast, canvas.min_shell)
-    finding, fmask = add_finding(canvas, region, hu, rng, findings)
+    finding_cls, fmask = add_finding(canvas, region, hu, rng, findings, finding)
     body = ~np.isin(canvas.tissue[nz // 2], (T.AIR, T.TABLE, T.FOAM))
     width = 0.5 * float(body.any(axis=0).sum()) * sp[0] if body.any() else patient.width
     scanner = sample_scanner(rng, width)
@@ -123,7 +126,8 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
             "noise_hu": round(scanner.noise_std, 2), "fov_mm": round(fov, 1), "arms": patient.arms,
             "sex": "F" if patient.female else "M", "age": round(patient.age)}
     return PhantomCase(region, image, lut[canvas.struct], tuple(float(s) for s in sp),
-                       tuple(float(o) for o in origin), _DIRECTION, label_names, finding, fmask, canvas.tissue, meta)
+                       tuple(float(o) for o in origin), _DIRECTION, label_names, finding_cls, fmask, canvas.tissue,
+                       meta)
 
 
 # -- datasets --------------------------------------------------------------------------------------

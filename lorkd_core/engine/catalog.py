@@ -37,6 +37,9 @@ class ModelEntry:
     dice: float | None
     bundled: bool = False
 
+    def __hash__(self) -> int:  # the dict fields are unhashable; the id is unique per catalog
+        return hash(self.id)
+
     @property
     def card_kind(self) -> str:
         """The card's own kind (teacher/experts/expert/baseline): what inference dispatches on."""

@@ -275,9 +275,11 @@ class Predictor:
         outs = []
         with torch.inference_mode():
             for x in inputs:
-                out = sliding_window_inference(x.to(self.device), roi, self.sw_batch_size, run, overlap=self.overlap,
-                                               mode="gaussian", padding_mode="replicate")
-                outs.append(out.float().cpu())
+                # windows run on the device, the full-volume logits are stitched in host memory
+                out = sliding_window_inference(x, roi, self.sw_batch_size, run, overlap=self.overlap,
+                                               mode="gaussian", padding_mode="replicate", sw_device=self.device,
+                                               device=torch.device("cpu"))
+                outs.append(out.float())
         if pre.spatial_dims == 3:
             return outs[0]
         return torch.cat(outs, dim=0).permute(1, 0, 2, 3)[None]

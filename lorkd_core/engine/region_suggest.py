@@ -54,22 +54,39 @@ def bundled_weights() -> Path:
 # ---------------------------------------------------------------- features
 
 
-def scan_features(scan: Any) -> np.ndarray:
-    """(4, 64, 64) float32: mean projections along z, y and x of the 8 mm canonical volume, plus an MR flag."""
+@dataclass(frozen=True)
+class CoarseVolume:
+    """A scan at 8 mm in canonical orientation, intensities normalised (CT: HU / 1000)."""
+
+    array: np.ndarray  # (z, y, x) float32
+    is_mr: bool
+    outside: float  # the value of "nothing there" (air for CT)
+
+
+def coarse_volume(scan: Any) -> CoarseVolume:
     from lorkd_core.io import normalize_mr, to_canonical
 
     array, _ = to_canonical(scan, spacing=VOXEL_MM)
     if scan.modality == "CT":
-        vol, outside = np.clip(array, -1000.0, 1000.0) / 1000.0, -1.0  # outside the scan: air
-    else:
-        vol = normalize_mr(array) / 3.0
-        outside = float(vol.min()) if vol.size else 0.0
+        return CoarseVolume((np.clip(array, -1000.0, 1000.0) / 1000.0).astype(np.float32), False, -1.0)
+    vol = (normalize_mr(array) / 3.0).astype(np.float32)
+    return CoarseVolume(vol, True, float(vol.min()) if vol.size else 0.0)
+
+
+def project(coarse: CoarseVolume, z_range: tuple[int, int] | None = None) -> np.ndarray:
+    """(4, 64, 64) float32: mean projections along z, y and x (optionally of a z slab), plus an MR flag."""
+    vol = coarse.array if z_range is None else coarse.array[z_range[0]:z_range[1]]
     planes = [vol.mean(axis=a) for a in range(3)]  # (y, x), (z, x), (z, y)
     out = np.zeros((4, SIZE, SIZE), np.float32)
     for c, plane in enumerate(planes):
-        out[c] = _center(plane, fill=outside)
-    out[3] = 1.0 if scan.modality != "CT" else 0.0
+        out[c] = _center(plane, fill=coarse.outside)
+    out[3] = 1.0 if coarse.is_mr else 0.0
     return out
+
+
+def scan_features(scan: Any) -> np.ndarray:
+    """The classifier's input for a scan (see :func:`project`)."""
+    return project(coarse_volume(scan))
 
 
 def _center(plane: np.ndarray, fill: float) -> np.ndarray:
@@ -222,18 +239,18 @@ def heuristic_region(scan: Any) -> RegionSuggestion:
 # ---------------------------------------------------------------- training and accuracy
 
 
-def _features_of(items: Sequence[Any], cancel: CancelToken | None, progress: ProgressCallback | None,
-                 what: str) -> tuple[np.ndarray, np.ndarray]:
+def _volumes_of(items: Sequence[Any], cancel: CancelToken | None, progress: ProgressCallback | None,
+                what: str) -> tuple[list[CoarseVolume], np.ndarray]:
     from lorkd_core.io import load_scan
 
-    feats, labels = [], []
+    vols, labels = [], []
     for n, item in enumerate(items):
         if cancel is not None:
             cancel.raise_if_cancelled("region classifier training")
         report(progress, n, len(items), f"{what}: {item.case_id or item.image.name}")
-        feats.append(scan_features(load_scan(item.image, modality=item.modality)))
+        vols.append(coarse_volume(load_scan(item.image, modality=item.modality)))
         labels.append(REGION_ORDER.index(item.region))
-    return np.stack(feats), np.asarray(labels, np.int64)
+    return vols, np.asarray(labels, np.int64)
 
 
 def train_region_classifier(manifest: str | Path, out: str | Path | None = None, *, steps: int = 400,
@@ -256,7 +273,7 @@ def train_region_classifier(manifest: str | Path, out: str | Path | None = None,
     if not train:
         raise DatasetError("no training cases for the region classifier", manifest)
     start = time.perf_counter()
-    x, y = _features_of(train, cancel, progress, "features")
+    vols, y = _volumes_of(train, cancel, progress, "reading")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_network(NETWORK, out_channels=len(REGION_ORDER))
@@ -266,8 +283,8 @@ def train_region_classifier(manifest: str | Path, out: str | Path | None = None,
     for step in range(steps):
         if cancel is not None:
             cancel.raise_if_cancelled("region classifier training")
-        idx = rng.integers(0, len(x), size=min(batch_size, max(1, len(x))))
-        xb = torch.from_numpy(_augment(x[idx], rng))
+        idx = rng.integers(0, len(vols), size=min(batch_size, max(1, len(vols))))
+        xb = torch.from_numpy(np.stack([_augment(vols[i], rng) for i in idx]))
         loss = torch.nn.functional.cross_entropy(model(xb), torch.from_numpy(y[idx]))
         opt.zero_grad()
         loss.backward()
@@ -315,12 +332,18 @@ def evaluate_region_classifier(manifest: str | Path, weights: str | Path | None 
     return SuggestAccuracy(correct / len(items), per_region, len(items), confusion)
 
 
-def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Shifts of up to 4 px (32 mm), intensity scale/offset and noise; the MR flag channel is kept."""
-    out = x.copy()
-    for i in range(len(out)):
-        dy, dx = (int(v) for v in rng.integers(-4, 5, size=2))
-        out[i, :3] = np.roll(out[i, :3], (dy, dx), axis=(1, 2))
-        out[i, :3] = out[i, :3] * rng.uniform(0.9, 1.1) + rng.uniform(-0.05, 0.05)
-        out[i, :3] += rng.normal(0, 0.02, size=out[i, :3].shape).astype(np.float32)
+def _augment(coarse: CoarseVolume, rng: np.random.Generator) -> np.ndarray:
+    """Features of a random z slab (half the time: real scans are often short, e.g. 40 mm of upper abdomen),
+    shifted by up to 4 px (32 mm), with intensity scale/offset and noise; the MR flag channel is kept."""
+    nz = coarse.array.shape[0]
+    z_range = None
+    if nz > 4 and rng.random() < 0.5:
+        length = int(rng.integers(4, nz + 1))
+        start = int(rng.integers(0, nz - length + 1))
+        z_range = (start, start + length)
+    out = project(coarse, z_range)
+    dy, dx = (int(v) for v in rng.integers(-4, 5, size=2))
+    out[:3] = np.roll(out[:3], (dy, dx), axis=(1, 2))
+    out[:3] = out[:3] * rng.uniform(0.9, 1.1) + rng.uniform(-0.05, 0.05)
+    out[:3] += rng.normal(0, 0.02, size=out[:3].shape).astype(np.float32)
     return out.astype(np.float32)

@@ -53,7 +53,7 @@ from lorkd_core.engine.networks import (
     region_architecture,
 )
 from lorkd_core.errors import ConfigError, ModelError
-from lorkd_core.progress import CancelToken, ProgressCallback
+from lorkd_core.progress import CancelToken, Progress, ProgressCallback
 
 CHECKPOINT_DIR = "checkpoint"
 _RESUMABLE_CHANGES = {"device", "amp", "amp_dtype", "checkpoint_every", "out"}
@@ -90,17 +90,17 @@ def train_foundation(cfg: FoundationConfig, progress: ProgressCallback | None = 
                      cancel: CancelToken | None = None, *, resume: bool = False,
                      ctx: DistContext | None = None) -> TrainResult:
     """Train the teacher on every region with the union label space (marginal loss per region)."""
-    job = _Job("train-foundation", cfg, progress, cancel, resume, ctx)
-    if job.finished is not None:
-        return TrainResult(job.out, **{k: job.finished[k] for k in ("steps", "seconds", "losses")})
-    data = job.load_data()
     seg = cfg.task == "segmentation"
-    union, class_ids = union_label_space(data)
     spec = dict(cfg.network)
     if not seg and spec == default_teacher_network():
         spec = {"name": "lorkd.SmallCNN", "kwargs": {"channels": [16, 32, 64, 128]}}
     if seg:
         check_patch(spec, cfg.patch_size, "teacher network")
+    job = _Job("train-foundation", cfg, progress, cancel, resume, ctx)
+    if job.finished is not None:
+        return TrainResult(job.out, **{k: job.finished[k] for k in ("steps", "seconds", "losses")})
+    data = job.load_data()
+    union, class_ids = union_label_space(data)
     torch.manual_seed(cfg.seed)
     net = build_network(spec, out_channels=len(union), spatial_dims=cfg.spatial_dims)
     model = UnionHeads(net, class_ids, fold_background=seg)
@@ -146,6 +146,8 @@ def decompose(cfg: DecomposeConfig, progress: ProgressCallback | None = None, ca
 
     if not cfg.teacher:
         raise ConfigError("decompose needs a teacher (a model folder, MONAI bundle, TorchScript or safetensors file)")
+    if cfg.task == "segmentation":
+        check_patch(cfg.student, cfg.patch_size, "student network")
     job = _Job("decompose", cfg, progress, cancel, resume, ctx)
     if job.finished is not None:
         return _decompose_result(job.out, job.finished)
@@ -422,9 +424,16 @@ class _Job:
     def load_data(self) -> TrainingSet:
         cfg = self.cfg
         items = read_manifest(cfg.data)
+        total = _total_steps(cfg)
+        loading = None
+        if self.progress is not None and self.ctx.is_main:
+            def loading(p: Progress) -> None:  # step 0 of the job while the cases load
+                self.progress(Progress(0, total, f"loading data: {p.message}",  # type: ignore[misc]
+                                       {"data_fraction": p.fraction}))
         self.data = TrainingSet(items, task=cfg.task, patch_size=cfg.patch_size, spacing=cfg.spacing,
                                 seed=cfg.seed, spatial_dims=cfg.spatial_dims, regions=cfg.regions,
-                                max_cases_per_region=cfg.cache_cases_per_region, cancel=self.cancel)
+                                max_cases_per_region=cfg.cache_cases_per_region, progress=loading,
+                                cancel=self.cancel)
         return self.data
 
     def run(self, phases: list[Phase]) -> dict[str, dict[str, float]]:

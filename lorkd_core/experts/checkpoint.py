@@ -105,8 +105,8 @@ def read_expert_card(path: str | Path) -> dict[str, Any]:
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
         raise ModelError(f"unsupported expert card format {found!r} (expected {FORMAT!r})", card_path)
-    for key in ("region_order", "layers", "tensors"):
-        if not isinstance(card.get(key), (dict, list)):
+    for key, kind in (("region_order", list), ("layers", dict), ("tensors", dict)):
+        if not isinstance(card.get(key), kind):
             raise ModelError(f"expert card has no valid {key!r}", card_path)
     return card
 
@@ -148,6 +148,8 @@ def load_expert_set(model: nn.Module, path: str | Path) -> dict[str, Any]:
         )
     for name, layer in layers.items():
         spec = card_layers[name]
+        if not isinstance(spec, dict):
+            raise ModelError(f"layer {name!r}: expert card entry is not an object", card_path)
         shape = list(layer.backbone_weight.shape)
         if list(spec.get("weight_shape", [])) != shape:
             raise ModelError(
@@ -185,7 +187,9 @@ def load_expert_set(model: nn.Module, path: str | Path) -> dict[str, Any]:
         if key not in listed:
             raise ModelError(f"layer {layer_name!r}: tensor {key!r} is not listed in the card", card_path)
         got, want = tuple(tensors[key].shape), tuple(expected[key].shape)
-        if got != want or list(card["tensors"][key].get("shape", [])) != list(want):
+        listed_spec = card["tensors"][key]
+        listed_shape = listed_spec.get("shape") if isinstance(listed_spec, dict) else None
+        if got != want or list(listed_shape or []) != list(want):
             raise ModelError(
                 f"layer {layer_name!r}: tensor {key!r} has shape {got}, the model needs {want}", tensor_path
             )

@@ -258,8 +258,13 @@ class ExpertLayer(nn.Module):
         a_all, b_all = torch.stack(a_list), torch.stack(b_list)  # (P, r, fan_in), (P, out, r)
         if not dev.identity:
             a_all, b_all = a_all.index_select(0, dev.position), b_all.index_select(0, dev.position)
-        deltas = self._matrix_to_weight(torch.bmm(b_all, a_all))  # (batch, *weight)
-        return self._call_per_sample(x, w0.unsqueeze(0) + deltas, self.base_layer.bias)
+        n = a_all.shape[0]
+        if isinstance(self, ExpertConvTranspose):
+            weights = w0.unsqueeze(0) + self._matrix_to_weight(torch.bmm(b_all, a_all))
+        else:  # W0 + B A for every sample in one op: the weight layout is (out, fan_in) already
+            w0_rows = w0.reshape(1, self.out_features, self.fan_in).expand(n, -1, -1)
+            weights = torch.baddbmm(w0_rows, b_all, a_all).view(n, *w0.shape)
+        return self._call_per_sample(x, weights, self.base_layer.bias)
 
     def _forward_paper(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         w0 = self.base_layer.weight

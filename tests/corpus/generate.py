@@ -364,9 +364,10 @@ def _label_entries(d: Path) -> list[CorpusEntry]:
     add("label_unknown_values", label("unknown_values", unknown), None, "unknown label value(s) [7]",
         checks={"values": [1, 2, 7]}, note="loads (values kept); validate_items reports the undeclared value")
 
-    add("label_other_grid", label("other_grid", np.zeros((4, 5, 7), np.uint8)), LabelError, "grid differs")
+    add("label_other_grid", label("other_grid", np.zeros((4, 5, 7), np.uint8)), LabelError,
+        "label vs scan: size 7x5x4 vs 6x5x4")
     add("label_other_spacing", label("other_spacing", good, spacing=(1.0, 1.0, 1.0)), LabelError,
-        "grid differs")
+        "label vs scan: spacing (1, 1, 1) vs (1.5, 1.5, 3)")
 
     fractional = good.astype(np.float32) * 0.5
     add("label_fractional", label("fractional", fractional), LabelError, "non-integer values")
@@ -476,7 +477,7 @@ def _model_entries(d: Path, scan: Path) -> list[CorpusEntry]:
 
     f = variant("card_missing")
     (f / "card.json").unlink()
-    add("card_missing", f, ModelError, "card.json missing")
+    add("card_missing", f, ModelError, "card.json")
 
     f = variant("weights_missing")
     (f / "model.safetensors").unlink()
