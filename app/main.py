@@ -87,15 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_event_loop(app) -> None:
-    """qasync's asyncio loop (so jobs can await subprocesses); plain Qt when qasync is unavailable."""
+    """qasync's asyncio loop (so jobs can await subprocesses); plain Qt when qasync cannot start."""
     try:
         import asyncio
 
         import qasync
-    except ImportError:
+
+        loop = qasync.QEventLoop(app)
+    except Exception as exc:  # any failure here must not keep the app from running
+        print(f"lorkd-studio: warning: asyncio integration unavailable ({exc}); running without it",
+              file=sys.stderr)
         app.exec()
         return
-    loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)

@@ -79,8 +79,11 @@ class MainWindow(QMainWindow):
         session.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         session.loading.connect(lambda path: self.welcome_status.setText(f"Opening {Path(path).name}…"))
         session.no_model.connect(self._on_no_model)
+        session.demo_unavailable.connect(lambda _why: self.welcome_status.setText(
+            "No demo case is installed: open one of your scans to start."))
         self.state.scan_changed.connect(self._on_scan_changed)
         self.state.result_changed.connect(lambda _r: self._update_actions())
+        self.state.model_changed.connect(lambda _m: self._update_actions())
         self.resize(1560, 940)
         if restore_layout:
             self._restore_layout()
@@ -256,6 +259,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.cursor_label)
         self.job_panel = JobPanel(self.session.worker)
         self.statusBar().addPermanentWidget(self.job_panel)
+        self.scan_label = QLabel("")
+        self.scan_label.setObjectName("muted")
+        self.statusBar().addPermanentWidget(self.scan_label)
         self.viewer_link.cursor_text.connect(self.cursor_label.setText)
         self.statusBar().showMessage("Open a scan: File > Open, Open DICOM folder, or drop it on the window")
 
@@ -361,6 +367,9 @@ class MainWindow(QMainWindow):
         if loaded is not None:
             self.setWindowTitle(f"LoRKD Studio — {loaded.source.name}")
             self.central.setCurrentWidget(self.viewer)
+            size = "×".join(str(n) for n in loaded.array.shape[::-1])
+            spacing = "×".join(f"{s:.3g}" for s in loaded.spacing)
+            self.scan_label.setText(f"{loaded.modality}  {size}  {spacing} mm  ")
         self._update_actions()
 
     def _update_actions(self) -> None:
@@ -371,7 +380,7 @@ class MainWindow(QMainWindow):
         self.save_labels_action.setEnabled(seg)
         self.save_seg_action.setEnabled(seg and scan is not None and scan.is_dicom)
         self.save_report_action.setEnabled(result is not None)
-        self.run_action.setEnabled(scan is not None)
+        self.run_action.setEnabled(scan is not None and self.state.model is not None)
 
     def _on_no_model(self, region: str) -> None:
         name = self.session.backend.region_display_name(region)

@@ -80,6 +80,7 @@ class ScreenshotRun(QObject):
         self.session.failed.connect(lambda title, path, problem: self._fail(
             f"{title}: {path + ': ' if path else ''}{problem}"))
         self.session.no_model.connect(self._on_no_model)
+        self.session.demo_unavailable.connect(lambda why: self._fail(f"no demo case available ({why}); pass a SCAN"))
         self.session.state.result_changed.connect(self._on_result)
         self.session.state.offered_changed.connect(self._check_model)
         self._timeout = QTimer(self, singleShot=True, interval=int(timeout_s * 1000))
@@ -90,8 +91,8 @@ class ScreenshotRun(QObject):
         self.session.refresh_models()
         if self.scan is not None:
             self.session.open_path(self.scan)
-        elif self.session.open_demo() is None:
-            self._fail("no demo case available; pass a SCAN")
+        else:
+            self.session.open_demo()
 
     def _check_model(self, offered) -> None:
         from .session import match_model

@@ -26,6 +26,7 @@ class Session(QObject):
     loading = Signal(str)  # path being opened
     saved = Signal(str)  # path written
     no_model = Signal(str)  # region for which nothing can run
+    demo_unavailable = Signal(str)  # why no demo case could be opened
 
     def __init__(self, settings: AppSettings, backend: Backend | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,7 +52,7 @@ class Session(QObject):
                                   on_result=self._on_loaded,
                                   on_error=lambda exc: self._fail(f"Could not open {path.name}", path, exc))
 
-    def open_demo(self) -> TaskHandle | None:
+    def open_demo(self) -> TaskHandle:
         demo = self.backend.demo_source()
         if demo is not None:
             return self.open_path(demo)
@@ -61,14 +62,17 @@ class Session(QObject):
         def make(ctx) -> LoadedScan:
             return self.backend.load(self.backend.make_demo_phantom(out, ctx), ctx)
 
+        def unavailable(exc: BaseException) -> None:
+            self.demo_unavailable.emit(str(exc))
+            self.message.emit("No demo case available: open a scan with File > Open or drop one here")
+
         return self.worker.submit("Preparing the demo case", make, key="load", on_result=self._on_loaded,
-                                  on_error=lambda exc: self.message.emit(
-                                      "No demo case available: open a scan with File > Open or drop one here"))
+                                  on_error=unavailable)
 
     def _on_loaded(self, loaded: LoadedScan) -> None:
         if loaded.source.exists() and not _is_temporary(loaded.source):
             self.settings.add_recent(loaded.source)
-            self.settings.last_dir = loaded.source.parent
+            self.settings.last_dir = loaded.source.resolve().parent
         self.state.set_scan(loaded)
         self.state.set_suggested_region(loaded.suggested_region or "")
         region = self.region_override or loaded.suggested_region or self.state.region or "abdomen"
@@ -78,7 +82,8 @@ class Session(QObject):
             self.state.set_region(region)
         # Overrides from the command line apply to the first scan only.
         self.region_override = self.model_override = None
-        self.message.emit(f"Opened {loaded.source.name}: {loaded.modality}, "
+        name = "the demo case" if _is_temporary(loaded.source) else loaded.source.name
+        self.message.emit(f"Opened {name}: {loaded.modality}, "
                           f"{'x'.join(str(s) for s in loaded.array.shape[::-1])} voxels")
 
     # ---------------------------------------------------------------- models

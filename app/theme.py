@@ -26,6 +26,7 @@ QPushButton:pressed {{ background: #2b2e34; }}
 QPushButton:disabled {{ color: #6c727b; background: #2a2d32; }}
 QPushButton#primaryButton {{ background: {ACCENT}; border-color: #2f79b9; color: white; font-weight: 600; }}
 QPushButton#primaryButton:hover {{ background: #4a9be0; }}
+QPushButton#primaryButton:disabled {{ background: #2a2d32; border-color: #3a3e45; color: #6c727b; }}
 QComboBox {{ background: #2b2e34; border: 1px solid #474c55; border-radius: 4px; padding: 4px 8px; }}
 QToolBar {{ background: #25282d; border-bottom: 1px solid #15171a; spacing: 4px; padding: 3px; }}
 QToolButton {{ padding: 4px 8px; border-radius: 4px; }}

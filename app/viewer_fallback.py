@@ -72,6 +72,9 @@ class FallbackViewer(QWidget):
         (self._hidden.discard if visible else self._hidden.add)(int(label_id))
         self.update()
 
+    def window(self) -> tuple[float, float]:
+        return self._window
+
     def set_window(self, width: float, level: float) -> None:
         self._window = (float(width), float(level))
         self.window_changed.emit(*self._window)

@@ -12,15 +12,15 @@ import types
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from lorkd_core.errors import ScanError
-from lorkd_core.progress import Progress
 from lorkd_studio.services.backend import Backend
 from lorkd_studio.services.report import build_report, write_report
 from lorkd_studio.services.settings import AppSettings
 from lorkd_studio.services.stats import relabel_by_name, structure_stats, volume_changes
 from lorkd_studio.services.types import LoadedScan, ModelInfo
 from lorkd_studio.services.worker import TorchWorker
+
+from lorkd_core.errors import ScanError
+from lorkd_core.progress import Progress
 
 
 def write_nifti(path, array, spacing=(1.5, 1.5, 3.0)):

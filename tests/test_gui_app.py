@@ -17,10 +17,6 @@ import types
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
-from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QMessageBox
-
 from lorkd_studio.dialogs import ERROR_DIALOG_NAME
 from lorkd_studio.main_window import VIEWER_ENV, MainWindow
 from lorkd_studio.screenshot import grab_window, image_stats
@@ -28,6 +24,9 @@ from lorkd_studio.services.backend import Backend
 from lorkd_studio.services.settings import AppSettings
 from lorkd_studio.services.types import ClassificationResult, ModelInfo, SegmentationResult
 from lorkd_studio.session import Session
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QMessageBox
 
 pytestmark = pytest.mark.gui
 

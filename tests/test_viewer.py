@@ -263,14 +263,14 @@ def test_close_finalises_vtk_and_leaks_no_vtk_objects(qtbot, abdomen):
     _load(widget, abdomen)
     widget.show_surfaces(True)
     images = widget.grab_views()
-    plotter = widget.volume_view.plotter
-    assert widget.volume_view.available == (plotter is not None) and not images["axial"].isNull()
+    scene = widget.volume_view.scene
+    assert widget.volume_view.available == (scene is not None) and not images["axial"].isNull()
     widget.close()
     widget.close()  # twice is harmless
-    assert widget.volume_view.plotter is None
-    if plotter is not None:
-        assert plotter._closed and not plotter.render_timer.isActive()
-    del plotter, images
+    assert widget.volume_view.scene is None and not widget.volume_view._render_timer.isActive()
+    if scene is not None:
+        assert scene.plotter._closed
+    del scene, images
     widget.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     gc.collect()

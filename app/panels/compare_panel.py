@@ -38,9 +38,13 @@ class ComparePanel(QWidget):
         self.heading = QLabel("Pick a second expert to compare with the current one")
         self.heading.setObjectName("muted")
         self.heading.setWordWrap(True)
-        self.difference = QCheckBox("Show difference overlay (red: only A, blue: only B, yellow: disagree)")
+        self.difference = QCheckBox("Show difference overlay")
         self.difference.setObjectName("differenceToggle")
         self.difference.setEnabled(False)
+        self.legend = QLabel("<span style='color:#ff6347'>■</span> only A &nbsp; "
+                             "<span style='color:#1e90ff'>■</span> only B &nbsp; "
+                             "<span style='color:#ffd700'>■</span> A and B disagree")
+        self.legend.setObjectName("muted")
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("compareTable")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -59,6 +63,7 @@ class ComparePanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.heading)
         layout.addWidget(self.difference)
+        layout.addWidget(self.legend)
         layout.addWidget(self.table, 1)
         self.difference.toggled.connect(self.difference_toggled)
         state.offered_changed.connect(lambda _m: self._fill_choices())

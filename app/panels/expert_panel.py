@@ -71,6 +71,7 @@ class ExpertPanel(QGroupBox):
         state.offered_changed.connect(self._fill)
         state.model_changed.connect(self._on_model)
         state.scan_changed.connect(lambda _s: self._update_enabled())
+        state.region_changed.connect(lambda _r: self._fill(state.offered))
         self._fill(state.offered)
 
     def _fill(self, models: list[ModelInfo]) -> None:
@@ -83,6 +84,7 @@ class ExpertPanel(QGroupBox):
                 item.setToolTip(m.id)
                 self.list.addItem(item)
             self._select(self._state.model_id)
+        self.empty.setText(EMPTY_TEXT if self._state.region else "Open a scan and pick its region to see its experts.")
         self.empty.setVisible(not models)
         self.list.setVisible(bool(models))
         # As tall as its entries (up to six), so the card sits right below the list.

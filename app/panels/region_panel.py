@@ -28,6 +28,7 @@ class RegionPanel(QGroupBox):
         self.combo.currentIndexChanged.connect(self._on_combo)
         state.region_changed.connect(self._on_region)
         state.suggested_region_changed.connect(lambda _r: self._fill())
+        state.scan_changed.connect(lambda _s: self._fill())
 
     def _fill(self) -> None:
         with self._guard():
@@ -37,8 +38,11 @@ class RegionPanel(QGroupBox):
                 self.combo.addItem(info.display_name + mark, info.name)
             self._select(self._state.region)
         suggested = next((r.display_name for r in self._regions if r.name == self._state.suggested_region), None)
-        self.hint.setText(f"Suggested for this scan: {suggested}" if suggested else
-                          "No suggestion for this scan: pick its region")
+        if self._state.scan is None:
+            self.hint.setText("Open a scan to get a suggestion")
+        else:
+            self.hint.setText(f"Suggested for this scan: {suggested}" if suggested else
+                              "No suggestion for this scan: pick its region")
 
     def _select(self, region: str) -> None:
         index = self.combo.findData(region)

@@ -23,7 +23,9 @@ class ViewerLink(QObject):
         self._state, self._backend, self._viewer, self._display = state, backend, viewer, display
         self.show_difference = False
         self.show_saliency = False
+        self._auto_window: tuple[float, float] | None = None  # the default we set, until the user changes it
         state.scan_changed.connect(self._on_scan)
+        state.region_changed.connect(self._on_region)
         state.result_changed.connect(lambda _r: self.refresh_overlay())
         state.comparison_changed.connect(lambda _c: self.refresh_overlay())
         if hasattr(viewer, "cursor_info"):
@@ -39,6 +41,20 @@ class ViewerLink(QObject):
                                 loaded.modality, window)
         self._viewer.add_presets(presets)
         self._display.set_presets(presets, window)
+        self._auto_window = window
+
+    def _on_region(self, region: str) -> None:
+        """A region's default window follows the region, unless the user has chosen another window."""
+        loaded = self._state.scan
+        if loaded is None or self._auto_window is None:
+            return
+        current = self._viewer.window() if callable(getattr(self._viewer, "window", None)) else self._auto_window
+        if tuple(round(v, 3) for v in current) != tuple(round(v, 3) for v in self._auto_window):
+            return
+        window = self._backend.default_window(loaded, region)
+        if window != self._auto_window:
+            self._viewer.set_window(*window)
+            self._auto_window = window
 
     def set_difference(self, on: bool) -> None:
         self.show_difference = on

@@ -352,16 +352,8 @@ def _model_info(entry: Any) -> ModelInfo:
 
 
 def _write_phantom(phantoms: Any, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("write_phantoms", "generate_dataset", "write_dataset"):
-        fn = getattr(phantoms, name, None)
-        if fn is None:
-            continue
-        try:
-            fn(out_dir, cases_per_region=1, regions=["abdomen"], seed=0)
-        except TypeError:
-            continue
-        found = sorted(p for p in out_dir.rglob("*.nii.gz") if "seg" not in p.name and "label" not in p.name)
-        if found:
-            return found[0]
-    raise ScanError("the phantom generator did not produce a scan", out_dir)
+    manifest = Path(phantoms.write_phantom_dataset(out_dir, 1, ["abdomen"], seed=0, size=96, findings=False))
+    scans = sorted(manifest.parent.glob("cases/*/ct.nii.gz"))
+    if not scans:
+        raise ScanError("the phantom generator did not produce a scan", out_dir)
+    return scans[0]

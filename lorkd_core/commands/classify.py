@@ -20,10 +20,11 @@ def run(args: argparse.Namespace) -> int:
     from lorkd_core.engine.inference import Predictor
     from lorkd_core.io import load_scan
 
+    predictor = Predictor(args.device)  # a bad --device fails before a large scan is read
     scan = load_scan(args.input, modality=args.modality)
     region = resolve_region(args.region, scan)
     entry = find_entry(region, "classification", args.model)
-    result = Predictor(args.device).classify(scan, entry, progress=progress_printer(args.quiet), saliency=False)
+    result = predictor.classify(scan, entry, progress=progress_printer(args.quiet), saliency=False)
     print(f"{entry.display_name} on {Path(args.input).name}:")
     width = max((len(n) for n in result.probabilities), default=5)
     for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):

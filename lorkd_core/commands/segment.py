@@ -62,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from lorkd_core.engine.inference import Predictor
     from lorkd_core.io import load_scan, save_label_map
 
+    predictor = Predictor(args.device)  # a bad --device fails before a large scan is read
     scan = load_scan(args.input, modality=args.modality)
     region = resolve_region(args.region, scan)
     entry = find_entry(region, "segmentation", args.model)
-    result = Predictor(args.device).segment(scan, entry, progress=progress_printer(args.quiet))
+    result = predictor.segment(scan, entry, progress=progress_printer(args.quiet))
     out = save_label_map(Path(args.output), result.labels, scan, result.label_names, model=entry.id,
                          model_name=entry.display_name, region=region)
     print(f"{entry.display_name} on {Path(args.input).name}: {out}")

@@ -10,6 +10,7 @@ arrays. Internals live in the ``phantom_*`` modules; this one holds the public A
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from lorkd_core.atomic import atomic_path, write_json_atomic, write_text_atomic
+from lorkd_core.atomic import atomic_path
 from lorkd_core.data.phantom_canvas import Canvas
 from lorkd_core.data.phantom_ct import apply_fov_circle, render_ct, sample_scanner
 from lorkd_core.data.phantom_findings import FINDINGS, add_finding
@@ -156,6 +157,13 @@ def _write_nifti(path: Path, array: np.ndarray, case: PhantomCase) -> None:
     img.SetDirection(case.direction)
     with atomic_path(path, suffix=".nii.gz") as tmp:
         sitk.WriteImage(img, str(tmp), True)
+        os.chmod(tmp, 0o644)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o644)
 
 
 def _write_case(out: Path, region: str, index: int, n: int, seed: int, size: int | Sequence[int],
@@ -171,8 +179,8 @@ def _write_case(out: Path, region: str, index: int, n: int, seed: int, size: int
     labels = {str(k): v for k, v in case.label_names.items()}
     geometry = {"size": list(case.image.shape[::-1]), "spacing": list(case.spacing), "origin": list(case.origin),
                 "direction": list(case.direction)}
-    write_json_atomic(folder / "seg.json", {"labels": labels, "region": region, "model": "lorkd-phantom",
-                                            "geometry": geometry, "phantom": case.meta})
+    _write_text(folder / "seg.json", json.dumps({"labels": labels, "region": region, "model": "lorkd-phantom",
+                                                 "geometry": geometry, "phantom": case.meta}, indent=2) + "\n")
     item: dict[str, Any] = {"image": f"cases/{case_id}/ct.nii.gz", "label": f"cases/{case_id}/seg.nii.gz",
                             "region": region, "modality": "CT", "labels": labels, "finding": case.finding,
                             "split": split_of(index, n), "case_id": case_id}
@@ -218,7 +226,7 @@ def write_phantom_dataset(out_dir: str | Path, cases_per_region: int, regions: S
             items.append(_write_case(out, r, i, *args))
             report(progress, k + 1, len(jobs), items[-1]["case_id"], seconds=time.perf_counter() - t0)
     manifest = out / "manifest.jsonl"
-    write_text_atomic(manifest, "".join(json.dumps(it) + "\n" for it in items))
+    _write_text(manifest, "".join(json.dumps(it) + "\n" for it in items))
     summary = {
         "name": "lorkd-phantoms", "format": "lorkd-phantoms/1", "seed": int(seed), "size": size,
         "cases_per_region": cases_per_region, "findings": findings,
@@ -228,5 +236,5 @@ def write_phantom_dataset(out_dir: str | Path, cases_per_region: int, regions: S
                                   for s in ("train", "val", "test")}}
                     for r in regions},
     }
-    write_json_atomic(out / "dataset.json", summary)
+    _write_text(out / "dataset.json", json.dumps(summary, indent=2) + "\n")
     return manifest

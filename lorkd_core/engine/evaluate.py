@@ -346,8 +346,8 @@ def render_markdown(result: EvaluationResult, *, title: str = "", data: str = ""
     if result.structure_scores:
         header = ["Region", "Structure"] + [f"{m.title()} {_METRIC_NAMES[k]}" for k in ("dice", "nsd") for m in models]
         lines += ["## Per structure", "", _row(header), _row(["---"] * len(header))]
-        keys = sorted({(s.region, s.structure) for s in result.structure_scores},
-                      key=lambda k: (REGION_ORDER.index(k[0]) if k[0] in REGION_ORDER else 99, k[1]))
+        seen = list(dict.fromkeys((s.region, s.structure) for s in result.structure_scores))  # label order
+        keys = sorted(seen, key=lambda k: (REGION_ORDER.index(k[0]) if k[0] in REGION_ORDER else 99, seen.index(k)))
         index = {(s.model, s.region, s.structure): s for s in result.structure_scores}
         for region, structure in keys:
             cells = [region, structure]

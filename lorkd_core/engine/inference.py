@@ -22,7 +22,7 @@ from torch import nn
 
 from lorkd_core.engine.catalog import ModelEntry
 from lorkd_core.engine.model_card import CARD_NAME, WEIGHTS_NAME, ModelCard, region_labels, teacher_channels
-from lorkd_core.errors import ModelError
+from lorkd_core.errors import ConfigError, ModelError
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 
 DEFAULT_SPACING = (3.0, 3.0, 3.0)
@@ -176,7 +176,13 @@ class Predictor:
                  cache_size: int = 32, models_cached: int = 3) -> None:
         from lorkd_core.device import select_device
 
-        self.device = device if isinstance(device, torch.device) else select_device(str(device))
+        if isinstance(device, torch.device):
+            self.device = device
+        else:
+            try:
+                self.device = select_device(str(device))
+            except RuntimeError as exc:  # torch's own message for a malformed device string
+                raise ConfigError(f"unknown device '{device}' (use auto, cpu, cuda or mps)") from exc
         self.overlap = float(overlap)
         self.sw_batch_size = int(sw_batch_size)
         self.cache_size = int(cache_size)

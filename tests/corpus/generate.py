@@ -247,6 +247,14 @@ def _scan_entries(d: Path) -> list[CorpusEntry]:
     write_gz(d / "four_d.nii.gz", nifti_bytes(four, (6, 5, 4, 3)))
     add("nifti_4d", d / "four_d.nii.gz", ScanError, "4D images are not supported")
 
+    write_gz(d / "four_d_singleton.nii.gz", nifti_bytes(ct_volume(), (6, 5, 4, 1)))
+    add("nifti_4d_singleton", d / "four_d_singleton.nii.gz", None, "", checks={"shape": SHAPE},
+        note="a 4th axis of length 1 is dropped")
+
+    rgb = np.zeros((*SHAPE, 3), np.uint8)
+    write_gz(d / "rgb.nii.gz", nifti_bytes(rgb, SHAPE[::-1], datatype=128, bitpix=24))
+    add("nifti_rgb", d / "rgb.nii.gz", ScanError, "3 components per voxel are not supported")
+
     nan = ct_volume()
     nan[1, 2, 3] = np.nan
     write_gz(d / "nan.nii.gz", nifti_bytes(nan, SHAPE[::-1]))
