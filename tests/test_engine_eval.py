@@ -59,18 +59,37 @@ def test_evaluate_table_has_every_region_and_model(setup, tmp_path):
     assert entry.dice == pytest.approx(result.score("teacher", "spine").dice, abs=1e-6)
 
 
-def test_evaluate_cli_writes_markdown_and_csv(tmp_path, capsys):
-    models = build_models(tmp_path / "run", regions=["abdomen", "pelvis"], baseline=False)
-    manifest = write_dataset(tmp_path / "data", regions=["abdomen", "pelvis", "brain"])
-    code = main(["evaluate", "--models", str(models), "--data", str(manifest), "--latency-runs", "1",
-                 "--no-record", "--quiet"])
+def _trained_models(root, manifest):
+    """Two steps of the real training engine: the cards evaluate/export read are the ones training writes."""
+    from lorkd_core.engine.config import DecomposeConfig, FoundationConfig
+    from lorkd_core.engine.train import decompose, train_foundation
+
+    net = {"name": "monai.UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
+    common = {"data": str(manifest), "steps": 2, "batch_size": 2, "patch_size": (16, 16, 16),
+              "spacing": (3.0, 3.0, 3.0), "device": "cpu", "checkpoint_every": 0}
+    train_foundation(FoundationConfig(out=str(root / "teacher"), network=net, **common))
+    decompose(DecomposeConfig(out=str(root / "run"), teacher=str(root / "teacher"), student=net, feature_channels=4,
+                              ranks=2, **common))
+    return root / "run"
+
+
+def test_evaluate_cli_on_engine_trained_models(tmp_path, capsys):
+    manifest = write_dataset(tmp_path / "data", regions=["abdomen", "pelvis"], train_per_region=1)
+    models = _trained_models(tmp_path, manifest)
+    code = main(["evaluate", "--models", str(models), "--data", str(manifest), "--latency-runs", "1", "--quiet"])
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "teacher" in out and "experts" in out and "mean dice" in out
+    assert "teacher" in out and "experts" in out and "baseline" in out and "mean dice" in out
     md = (models / "evaluation.md").read_text()
-    assert "| abdomen |" in md and "| pelvis |" in md and "| brain |" not in md  # no model covers brain
-    assert (models / "evaluation.csv").is_file()
-    assert "metrics" not in read_card(models / "experts").metrics or not read_card(models / "experts").metrics.get("dice")
+    assert "| abdomen | 1 |" in md and "| pelvis | 1 |" in md
+    rows = list(csv.DictReader((models / "evaluation.csv").open()))
+    assert {r["model"] for r in rows} == {"teacher", "experts", "baseline"}
+    assert set(read_card(models / "experts").metrics["dice"]) == {"abdomen", "pelvis"}
+    # the recorded figures travel with an exported expert
+    assert main(["export", "--models", str(models), "--region", "pelvis", "--out", str(tmp_path / "pelvis")]) == 0
+    exported = read_card(tmp_path / "pelvis")
+    assert exported.kind == "expert" and set(exported.metrics["dice"]) == {"pelvis"}
+    assert exported.extra["preprocessing"]["patch_size"] == [16, 16, 16]
 
 
 def test_evaluate_without_test_cases_is_one_line_error(setup, tmp_path, capsys):

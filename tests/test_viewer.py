@@ -71,14 +71,24 @@ def _load(viewer, abdomen, opacity: float = 1.0):
 
 def _send_wheel(widget, steps: int, modifiers=Qt.KeyboardModifier.NoModifier):
     pos = QPointF(widget.width() / 2, widget.height() / 2)
-    event = QWheelEvent(pos, widget.mapToGlobal(pos), QPoint(), QPoint(0, 120 * steps), Qt.MouseButton.NoButton,
-                        modifiers, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        pos,
+        widget.mapToGlobal(pos),
+        QPoint(),
+        QPoint(0, 120 * steps),
+        Qt.MouseButton.NoButton,
+        modifiers,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(widget, event)
 
 
 def _send_mouse(widget, kind, pos: QPointF, buttons, modifiers=Qt.KeyboardModifier.NoModifier):
     button = Qt.MouseButton.NoButton if kind == QMouseEvent.Type.MouseMove else buttons
-    QApplication.sendEvent(widget, QMouseEvent(kind, pos, widget.mapToGlobal(pos), button, buttons, modifiers))
+    QApplication.sendEvent(
+        widget, QMouseEvent(kind, pos, widget.mapToGlobal(pos), button, buttons, modifiers)
+    )
 
 
 def test_slice_views_show_volume_and_label_colours(viewer, abdomen):
@@ -105,7 +115,13 @@ def test_3d_view_with_surfaces_is_not_blank(viewer, abdomen):
     whole = _array(viewer.grab_composite())
     panel = viewer.volume_view.geometry()
     inside = whole[panel.top() + 30 : panel.bottom(), panel.left() : panel.right()]
-    assert ((inside[:, :, 0].astype(int) - inside[:, :, 2]) > 60).sum() > 500, "3D scene missing from the window grab"
+    assert ((inside[:, :, 0].astype(int) - inside[:, :, 2]) > 60).sum() > 500, (
+        "3D scene missing from the window grab"
+    )
+    viewer.set_surface_visible(1, False)  # the liver, the largest warm surface
+    no_liver = _array(viewer.grab_views()["3d"])
+    assert ((no_liver[:, :, 0].astype(int) - no_liver[:, :, 2]) > 60).sum() < 0.7 * warm.sum()
+    viewer.set_surface_visible(1, True)
     viewer.show_surfaces(False)
     hidden = _array(viewer.grab_views()["3d"])
     assert (np.abs(shot.astype(int) - hidden).max(axis=2) > 40).sum() > 2000
@@ -119,7 +135,10 @@ def test_marker_lands_at_the_same_place_for_lps_and_ras_storage(viewer, view):
     ras = lps[:, ::-1, ::-1].copy()  # same anatomy stored with x -> right, y -> anterior
     ras_origin = (19.0, 15.0, 0.0)
     positions = []
-    for array, direction, origin in [(lps, None, (0, 0, 0)), (ras, (-1, 0, 0, 0, -1, 0, 0, 0, 1), ras_origin)]:
+    for array, direction, origin in [
+        (lps, None, (0, 0, 0)),
+        (ras, (-1, 0, 0, 0, -1, 0, 0, 0, 1), ras_origin),
+    ]:
         viewer.set_volume(array, spacing=(1, 1, 1), origin=origin, direction=direction, window=(1000, 500))
         viewer.set_labels((array > 0).astype(np.int16), {1: (255, 0, 255)}, {1: "marker"})
         viewer.set_opacity(1.0)
@@ -232,7 +251,10 @@ def test_structure_visibility_and_difference_overlay(viewer, abdomen):
     other[:, 5:15, 40:70] = 2  # and adds a spurious block
     viewer.set_difference(labels, other, names=("teacher", "expert"))
     rgb = _array(viewer.grab_views(include_3d=False)["axial"])
-    assert _count_color(rgb, DIFF_COLORS[DIFF_ONLY_A]) > 100 and _count_color(rgb, DIFF_COLORS[DIFF_ONLY_B]) > 100
+    assert (
+        _count_color(rgb, DIFF_COLORS[DIFF_ONLY_A]) > 100
+        and _count_color(rgb, DIFF_COLORS[DIFF_ONLY_B]) > 100
+    )
     assert _count_color(rgb, DEMO_COLORS[1]) < 10
     viewer.set_difference(None, None)
     assert _count_color(_array(viewer.grab_views(include_3d=False)["axial"]), DEMO_COLORS[1]) > 200
@@ -287,3 +309,22 @@ def test_importing_the_viewer_loads_neither_torch_nor_pyvista():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_3d_mouse_rotates_and_zooms_the_camera(viewer, abdomen):
+    _load(viewer, abdomen)
+    if viewer.volume_view.screenshot() is None:
+        pytest.skip(f"no OpenGL context for the offscreen 3D scene: {viewer.volume_view.error}")
+    camera = viewer.volume_view.scene.camera
+    position = camera.GetPosition()
+    canvas = viewer.volume_view.canvas
+    left = Qt.MouseButton.LeftButton
+    _send_mouse(canvas, QMouseEvent.Type.MouseButtonPress, QPointF(100, 100), left)
+    _send_mouse(canvas, QMouseEvent.Type.MouseMove, QPointF(160, 110), left)
+    _send_mouse(canvas, QMouseEvent.Type.MouseButtonRelease, QPointF(160, 110), left)
+    assert np.linalg.norm(np.subtract(camera.GetPosition(), position)) > 1.0
+    distance = camera.GetDistance()
+    _send_wheel(canvas, 2)
+    assert camera.GetDistance() < distance
+    viewer.reset_views()
+    assert camera.GetPosition() == pytest.approx(position)

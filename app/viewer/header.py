@@ -5,6 +5,16 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
 
+VIEWER_STYLE = """
+ViewerWidget { background: #0d1016; }
+QWidget#viewHeader { background: #1e222a; }
+QWidget#viewHeader QLabel { color: #cbd5e1; }
+QWidget#viewHeader QToolButton { color: #cbd5e1; border: none; padding: 0 4px; }
+QWidget#viewHeader QToolButton:hover { background: #343a46; }
+QWidget#viewHeader QSlider::groove:horizontal { height: 4px; background: #3a404c; border-radius: 2px; }
+QWidget#viewHeader QSlider::handle:horizontal { width: 10px; margin: -5px 0; background: #9aa4b8; border-radius: 5px; }
+"""
+
 
 class ViewHeader(QWidget):
     maximize_clicked = Signal()

@@ -4,7 +4,7 @@ A pure view: numpy arrays and geometry in, Qt signals out; it never imports lork
 Voxels in the public API are indices (z, y, x) of the arrays passed to set_volume/set_labels;
 ``slice_changed`` indices count along the display grid (inferior->superior, anterior->posterior,
 right->left). Embedders must call ``close()`` (e.g. from the main window's closeEvent) so the VTK
-interactor is finalised and the surface worker stopped; child widgets get no close event of their own.
+scene is finalised and the surface worker stopped; child widgets get no close event of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from PySide6.QtGui import QCloseEvent, QImage
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from .colormaps import DIFF_COLORS, DIFF_CONFLICT, DIFF_ONLY_A, DIFF_ONLY_B, PRESETS, difference_labels
+from .header import VIEWER_STYLE
 from .model import VIEWS, ViewerModel
 from .slice_view import SliceView
 from .volume_view import VolumeView
@@ -24,16 +25,6 @@ from .volume_view import VolumeView
 LAYOUTS = ("2x2", "axial", "coronal", "sagittal", "3d")
 # Wheel-up / slider-right moves toward superior, anterior and patient right, as 3D Slicer's offsets do.
 _SCROLL_SIGN = {"axial": 1, "coronal": -1, "sagittal": -1}
-
-_STYLE = """
-ViewerWidget { background: #0d1016; }
-QWidget#viewHeader { background: #1e222a; }
-QWidget#viewHeader QLabel { color: #cbd5e1; }
-QWidget#viewHeader QToolButton { color: #cbd5e1; border: none; padding: 0 4px; }
-QWidget#viewHeader QToolButton:hover { background: #343a46; }
-QWidget#viewHeader QSlider::groove:horizontal { height: 4px; background: #3a404c; border-radius: 2px; }
-QWidget#viewHeader QSlider::handle:horizontal { width: 10px; margin: -5px 0; background: #9aa4b8; border-radius: 5px; }
-"""
 
 
 class ViewerWidget(QWidget):
@@ -75,7 +66,7 @@ class ViewerWidget(QWidget):
         self.volume_view.header.maximize_clicked.connect(
             lambda: self.set_layout("2x2" if self._layout_name == "3d" else "3d")
         )
-        self.setStyleSheet(_STYLE)
+        self.setStyleSheet(VIEWER_STYLE)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self._shutdown)
@@ -142,11 +133,10 @@ class ViewerWidget(QWidget):
         self._labels_changed()
 
     def clear_difference(self) -> None:
+        """Back to the label map shown before set_difference (with its hidden structures)."""
         if self._base_overlay is not None:
-            labels, colors, names, hidden = self._base_overlay
-            self.set_labels(labels, colors, names)
-            self.model.hidden = hidden
-            self._labels_changed()
+            labels, colors, names, _hidden = self._base_overlay
+            self.set_labels(labels, colors, names)  # restores the hidden set too
 
     def _labels_changed(self) -> None:
         self.model.invalidate_lut()
@@ -298,7 +288,7 @@ class ViewerWidget(QWidget):
         super().closeEvent(event)
 
     def close(self) -> bool:
-        """Finalise the 3D interactor, stop timers and the surface worker, then close the widget."""
+        """Finalise the 3D scene, stop timers and the surface worker, then close the widget."""
         self._shutdown()
         return super().close()
 

@@ -78,8 +78,8 @@ def paint_stomach(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     pts = [(55, 38, d - 22), (70, 0, d - 58), (56, -42, d - 98), (26, -60, d - 120), (-10, -58, d - 110),
            (-32, -40, d - 100)]
     rad = np.array([40, 38, 32, 24, 18, 11]) * fill
-    _hollow(c, Tube(pts, rad, smooth=3), T.STOMACH_FLUID, "stomach", rng, wall=4.0, gas_level=rng.uniform(0.05, 0.6),
-            **_IN)
+    _hollow(c, Tube(pts, rad, smooth=3), T.STOMACH_FLUID, "stomach", rng, wall=4.0,
+            gas_level=rng.uniform(0.0, 0.4) ** 1.5, **_IN)
 
 
 def paint_pancreas(c: Canvas, p: Patient, rng: np.random.Generator) -> None:

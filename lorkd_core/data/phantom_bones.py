@@ -36,7 +36,7 @@ def rib_path(p: Patient, k: int, side: int, rng: np.random.Generator) -> tuple[n
     drop = _RIB_DROP[k - 1] * rng.uniform(0.9, 1.1)
     sy = float(spine_y(zk))
     head = np.array([side * 20.0, sy + 6, zk + 2])
-    tubercle = np.array([side * 34.0, sy + 34, zk])
+    tubercle = np.array([side * 34.0, sy + 28, zk])
     end = {11: 1.75, 12: 1.25}.get(k, np.pi - 0.42 - 0.05 * min(k, 8))
     if k == 1:
         end = np.pi - 0.7

@@ -47,14 +47,17 @@ def _organ_names(c: Canvas, prefixes: tuple[str, ...]) -> list[str]:
 
 
 def solid_hu(region: str, organ_hu: float, rng: np.random.Generator) -> float:
-    """A solid lesion stands out from its organ by 15-45 HU (hypo- or hyperdense)."""
+    """A solid lesion stands out from its organ by 20-55 HU: hypodense in enhancing parenchyma,
+    hyperdense against urine, either way in between."""
     if region == "thorax":
         return float(rng.uniform(20, 60))
     if region == "brain":
         return float(organ_hu + rng.uniform(12, 25))
-    hypo = organ_hu > 70 or (organ_hu >= 30 and rng.uniform() < 0.6)
-    delta = rng.uniform(15, 45) * (-1 if hypo else 1)
-    return float(np.clip(organ_hu + delta, 20, 130))
+    if organ_hu < 30:
+        return float(organ_hu + rng.uniform(20, 45))
+    if organ_hu > 70:
+        return float(max(15.0, organ_hu - rng.uniform(25, 55)))
+    return float(organ_hu + rng.uniform(20, 45) * rng.choice((-1, 1)))
 
 
 def add_finding(c: Canvas, region: str, hu: np.ndarray, rng: np.random.Generator, enabled: bool = True,

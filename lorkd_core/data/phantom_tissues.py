@@ -68,6 +68,7 @@ class T(IntEnum):
     VFAT = 47  # visceral fat: same CT numbers as FAT, marks the free space of the abdomen
     THIN = 48  # cortical shell of flat and short bones, diluted when thinner than the voxel
     TWIG = 49  # pulmonary vessel thinner than the voxel: blood diluted with lung
+    BACK_MUSCLE = 50  # paraspinal and gluteal muscle: fatty infiltration grows with age
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,12 @@ TISSUES: dict[T, Tissue] = {
     T.AIR: Tissue((-1005, -995), texture=0),
     T.GAS: Tissue((-1000, -960), texture=6),
     T.LUNG: Tissue((-885, -835), texture=28),
-    T.FAT: Tissue((-115, -85), texture=9),
+    T.FAT: Tissue((-108, -72), texture=9),
     T.MARROW: Tissue((-70, -10), texture=20),
     T.SKIN: Tissue((25, 50), texture=5),
     T.MUSCLE: Tissue((40, 55), (50, 68), texture=7),
-    T.LIVER: Tissue((50, 66), (88, 125), (62, 85), texture=6),
-    T.SPLEEN: Tissue((40, 52), (92, 125), (85, 135), texture=8),
+    T.LIVER: Tissue((50, 66), (78, 118), (62, 85), texture=7),
+    T.SPLEEN: Tissue((40, 52), (75, 122), (85, 135), texture=8),
     T.CORTEX: Tissue((28, 40), (140, 200), (150, 230), texture=8),
     T.MEDULLA: Tissue((25, 35), (125, 185), (50, 95), texture=8),
     T.URINE: Tissue((0, 15), texture=2),
@@ -116,7 +117,7 @@ TISSUES: dict[T, Tissue] = {
     T.FOAM: Tissue((-960, -850), texture=15),
     T.PLAQUE: Tissue((450, 900), texture=60),
     T.SOFT: Tissue((35, 50), (60, 100), texture=8),
-    T.STOMACH_FLUID: Tissue((2, 30), texture=8),
+    T.STOMACH_FLUID: Tissue((0, 60), texture=18),
     T.LYMPH: Tissue((30, 45), (45, 75), texture=5),
     T.CYST: Tissue((0, 20), texture=2),
     T.SOLID: Tissue((30, 70), texture=8),
@@ -126,9 +127,10 @@ TISSUES: dict[T, Tissue] = {
     T.SCLEROTIC: Tissue((550, 1100), texture=60),
     T.LYTIC: Tissue((20, 70), texture=8),
     T.BULLA: Tissue((-1000, -960), texture=4),
-    T.VFAT: Tissue((-115, -85), texture=9),
+    T.VFAT: Tissue((-108, -72), texture=9),
     T.THIN: Tissue((850, 1350), texture=80),
     T.TWIG: Tissue((-500, -400), texture=30),
+    T.BACK_MUSCLE: Tissue((40, 55), (50, 68), texture=9),
 }
 
 N_TISSUES = max(TISSUES) + 1
@@ -149,7 +151,8 @@ def sample_contrast(rng: np.random.Generator) -> Contrast:
 CORTEX_MM = 1.4  # typical cortical shell of vertebrae, ribs, pelvis and skull tables
 
 
-def sample_hu(rng: np.random.Generator, contrast: Contrast, min_shell: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def sample_hu(rng: np.random.Generator, contrast: Contrast, min_shell: float = 0.0,
+              age: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-tissue mean HU and texture std for one case. Shells are painted at least ``min_shell`` mm
     thick so they do not alias into dots on coarse grids; their HU is diluted to keep the same mass."""
     mean = np.zeros(N_TISSUES, np.float32)
@@ -166,6 +169,7 @@ def sample_hu(rng: np.random.Generator, contrast: Contrast, min_shell: float = 0
         mean[t] = lo + (hi - lo) * pos
         tex[t] = spec.texture
     mean[T.VFAT] = mean[T.FAT]
+    mean[T.BACK_MUSCLE] = mean[T.MUSCLE] - 45.0 * float(np.clip((age - 30) / 50, 0, 1)) * rng.uniform(0.2, 1.0)
     f = CORTEX_MM / max(CORTEX_MM, min_shell)
     mean[T.THIN] = f * mean[T.THIN] + (1 - f) * mean[T.SPONGY]
     mean[T.TWIG] = 0.4 * mean[T.ARTERY] + 0.6 * mean[T.LUNG]

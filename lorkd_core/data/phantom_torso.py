@@ -23,7 +23,7 @@ from lorkd_core.data.phantom_tissues import T
 _CAV_Z = np.array([-178, -120, -60, 0, 60, 150, 230, 320, 400, 440, 462, 478])
 _CAV_A = np.array([70, 100, 128, 130, 128, 132, 136, 136, 122, 96, 62, 22])
 _CAV_B = np.array([58, 72, 82, 86, 86, 90, 93, 88, 78, 62, 46, 22])
-_CAV_P = np.array([30, 32, 42, 58, 62, 72, 80, 84, 80, 72, 55, 22])
+_CAV_P = np.array([30, 32, 42, 58, 64, 70, 72, 73, 70, 64, 52, 22])
 
 
 def cavity(p: Patient) -> ZColumn:
@@ -83,9 +83,10 @@ def paint_wall(c: Canvas, p: Patient) -> None:
     c.fill(box, inside & (np.abs(dz - F(2.0)) <= F(3.5)), T.MUSCLE)
 
 
-def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 1.3) -> None:
+def _with_fat_plane(c: Canvas, shape: Shape, struct: str | None, plane: float = 1.3, tissue: int = T.MUSCLE) -> None:
     """A muscle with the thin fat plane that separates it from its neighbours on CT."""
-    c.paint(Offset(shape, plane), [(0.0, T.FAT), (plane, T.MUSCLE)], struct, only_tissue=(T.MUSCLE, T.VFAT, T.FAT))
+    c.paint(Offset(shape, plane), [(0.0, T.FAT), (plane, tissue)], struct,
+            only_tissue=(T.MUSCLE, T.VFAT, T.FAT, T.BACK_MUSCLE))
 
 
 def paint_trunk_muscles(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
@@ -95,10 +96,10 @@ def paint_trunk_muscles(c: Canvas, p: Patient, rng: np.random.Generator) -> None
         zs = np.array([-120, -60, 0, 80, 160, 260, 360, 440, 500, 560])
         sy = spine_y(zs)
         cx = side * np.array([22, 30, 32, 32, 30, 27, 26, 24, 20, 18]) * m
-        cy = sy + np.array([42, 46, 50, 50, 46, 40, 38, 36, 34, 32])
-        ax = np.array([14, 22, 26, 27, 24, 20, 18, 17, 15, 13]) * m * rng.uniform(0.9, 1.1)
-        ay = np.array([16, 22, 27, 28, 24, 18, 16, 16, 15, 13]) * rng.uniform(0.9, 1.1)
-        _with_fat_plane(c, ZColumn(zs, cx, cy, ax, ay, ay, n=2.0), f"autochthon_{name}")
+        cy = sy + np.array([42, 46, 50, 50, 48, 46, 46, 42, 36, 32])
+        ax = np.array([16, 24, 28, 29, 26, 21, 19, 17, 15, 13]) * m * rng.uniform(0.9, 1.1)
+        ay = np.array([15, 20, 23, 24, 22, 18, 16, 16, 15, 13]) * rng.uniform(0.9, 1.1)
+        _with_fat_plane(c, ZColumn(zs, cx, cy, ax, ay, ay, n=2.0), f"autochthon_{name}", tissue=T.BACK_MUSCLE)
         # Psoas into iliacus: along the lumbar spine, over the pelvic brim to the lesser trochanter.
         pts = [(side * 20, spine_y(165) - 5, 165), (side * 30, spine_y(100), 100), (side * 42, 15, 30),
                (side * 55, 8, -20), (side * 72, -20, -70), (side * 82, -50, -115), (side * 92, -30, -165)]
@@ -112,7 +113,7 @@ def paint_trunk_muscles(c: Canvas, p: Patient, rng: np.random.Generator) -> None
         gm = Intersect(body_outline(p, False),
                        Ellipsoid((side * 95 * m, 100, -125), (72 * m, 30, 80), rot=rotation(rz=side * 0.45),
                                  taper=-0.15))
-        _with_fat_plane(c, gm, f"gluteus_maximus_{name}", plane=2.0)
+        _with_fat_plane(c, gm, f"gluteus_maximus_{name}", plane=2.0, tissue=T.BACK_MUSCLE)
         # Gluteus medius on the outer face of the iliac wing (unlabelled, fat plane to maximus).
         gmed = Ellipsoid((side * 122 * m, 22, -45), (30 * m, 42, 55), taper=0.2)
         c.paint(Offset(gmed, 1.5), T.FAT, only_tissue=(T.MUSCLE,), keep_struct=True)

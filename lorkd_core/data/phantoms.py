@@ -107,7 +107,7 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
         build_arm(canvas, patient, rng)
     else:
         build_body(canvas, patient, rng)
-    hu, tex = sample_hu(rng, patient.contrast, canvas.min_shell)
+    hu, tex = sample_hu(rng, patient.contrast, canvas.min_shell, patient.age)
     finding_cls, fmask = add_finding(canvas, region, hu, rng, findings, finding)
     body = ~np.isin(canvas.tissue[nz // 2], (T.AIR, T.TABLE, T.FOAM))
     width = 0.5 * float(body.any(axis=0).sum()) * sp[0] if body.any() else patient.width

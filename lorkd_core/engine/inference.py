@@ -110,13 +110,10 @@ def _slice_spacing(scan: Any) -> float:
 
 
 def _normalize(array: np.ndarray, modality: str) -> np.ndarray:
-    """Intensity normalisation as in training (card "preprocessing.intensity"):
-    CT: clip(HU, -1000, 1000) / 1000; MR (and anything else without a physical scale): z-score."""
-    if modality == "CT":
-        return (np.clip(array, -1000.0, 1000.0) / 1000.0).astype(np.float32)
-    from lorkd_core.io import normalize_mr
+    """The training's intensity normalisation (CT: clip(HU, -1000, 1000) / 1000; other modalities: z-score)."""
+    from lorkd_core.engine.data_loading import normalize_intensity
 
-    return normalize_mr(array)
+    return normalize_intensity(array, modality)
 
 
 # ---------------------------------------------------------------- region modules
@@ -281,10 +278,11 @@ class Predictor:
         outs = []
         with torch.inference_mode():
             for x in inputs:
-                # windows run on the device, the full-volume logits are stitched in host memory
+                # Windows run on the device, the full-volume logits are stitched in host memory. A volume
+                # smaller than the patch is padded with its minimum, as the training crops are.
                 out = sliding_window_inference(x, roi, self.sw_batch_size, run, overlap=self.overlap,
-                                               mode="gaussian", padding_mode="replicate", sw_device=self.device,
-                                               device=torch.device("cpu"))
+                                               mode="gaussian", padding_mode="constant", cval=float(x.min()),
+                                               sw_device=self.device, device=torch.device("cpu"))
                 outs.append(out.float())
         if pre.spatial_dims == 3:
             return outs[0]
