@@ -180,12 +180,13 @@ def _summary(out: Path, timings: dict, bundle_bytes: int) -> int:
     experts = json.loads((out / "decomposition" / "experts" / "card.json").read_text())
     t_params = int(teacher["parameters"])
     per_region = experts["metrics"]["parameters"]
-    student_backbone = min(per_region.values())
+    baseline = out / "decomposition" / "baseline" / "card.json"
+    student = int(json.loads(baseline.read_text())["parameters"]) if baseline.is_file() else min(per_region.values())
     print("\nparameters: teacher", f"{t_params:,}", "| expert per region (backbone + experts + head):",
           ", ".join(f"{r} {n:,}" for r, n in per_region.items()))
     ok_ratio = all(n * 4 <= t_params for n in per_region.values())
     print(f"every expert <= 1/4 of the teacher: {ok_ratio} (largest {max(per_region.values()) / t_params:.3f})")
-    print(f"teacher >= 4x the student: {t_params >= 4 * student_backbone} ({t_params / student_backbone:.1f}x)")
+    print(f"teacher >= 4x the student (no experts): {t_params >= 4 * student} ({t_params / student:.1f}x)")
     print(f"bundle (float16): {bundle_bytes / 1e6:.1f} MB (limit ~25 MB): {bundle_bytes < 25e6}")
     print("timings (s):", json.dumps(timings))
     return 0
@@ -193,6 +194,8 @@ def _summary(out: Path, timings: dict, bundle_bytes: int) -> int:
 
 def _printer(name: str, every: int = 25):
     def show(p) -> None:
+        if p.step == 0 and p.fraction < 1.0 and "data_fraction" in p.metrics:
+            return
         if p.step % every == 0 or p.step == p.total:
             m = p.metrics
             extra = (f" loss {m['loss']:.4f} task {m.get('task', 0):.4f} kd {m.get('kd', 0):.4f} "

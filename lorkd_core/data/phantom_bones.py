@@ -114,8 +114,8 @@ def paint_hips(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
         head, rh = femur_head(p, side)
         parts: list[Shape] = []
         # Iliac wing: a curved plate from the crest down to the acetabular roof, flaring laterally.
-        crest = dict(cx=side * 36 * m, cy=-14, a=90 * m, b=68, t0=0.3, t1=2.05, thick=3.5)
-        roof = dict(cx=side * 72 * m, cy=-6, a=24 * m, b=30, t0=0.35, t1=1.9, thick=9.0)
+        crest = dict(cx=side * 36 * m, cy=-14, a=90 * m, b=68, t0=0.3, t1=2.05, thick=2.6)
+        roof = dict(cx=side * 70 * m, cy=-6, a=26 * m, b=30, t0=0.35, t1=1.9, thick=7.0)
         parts.append(SweptArc(20 + rng.uniform(-5, 5), -92, crest, roof, side=side))
         cup = Subtract(Intersect(Sphere(head, rh + 13),
                                  Lambda(lambda x, y, z, h=head, s=side: (s * (x - h[0]) * 0.8 - (y - h[1]) * 0.35

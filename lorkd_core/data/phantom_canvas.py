@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lorkd_core.data.phantom_shapes import F, Shape, Union
+from lorkd_core.data.phantom_shapes import F, Intersect, Shape, Union
 
 
 class Canvas:
@@ -126,6 +126,14 @@ class Canvas:
             hit = self._smooth_union(shape)
             if hit is not None:
                 evaluated.append(hit)
+        elif isinstance(shape, Intersect) and isinstance(shape.shapes[0], Union) and shape.shapes[0].k > 0:
+            hit = self._smooth_union(shape.shapes[0])
+            if hit is not None:
+                box, d = hit
+                x, y, z = self.X[box], self.Y[box], self.Z[box]
+                for other in shape.shapes[1:]:
+                    d = np.maximum(d, other.sdf(x, y, z))
+                evaluated.append((box, d))
         else:
             for piece in shape.pieces():
                 box = self.box(*piece.bounds())

@@ -77,6 +77,7 @@ class Patient:
     dome_l: float
     contrast: Contrast
     head_scale: float
+    back_flattening: float  # mm of back and buttocks pressed flat by the table
 
     @property
     def width(self) -> float:
@@ -86,11 +87,11 @@ class Patient:
 
 def sample_patient(rng: np.random.Generator) -> Patient:
     sz = float(np.clip(rng.normal(1.0, 0.05), 0.88, 1.12))
-    sxy = float(np.clip(rng.normal(1.0, 0.06), 0.86, 1.14))
+    sxy = float(np.clip(rng.normal(1.02, 0.06), 0.9, 1.16))
     dome = float(LEVELS["T10"][1] + rng.uniform(-25, 20))
     return Patient(
         scale=(sxy * float(rng.uniform(0.96, 1.04)), sxy * float(rng.uniform(0.94, 1.06)), sz),
-        muscle=float(rng.uniform(0.9, 1.08)),
+        muscle=float(rng.uniform(0.94, 1.08)),
         fat=float(rng.gamma(3.0, 6.0) + 4),
         visceral=float(rng.beta(2.0, 2.5)),
         female=bool(rng.uniform() < 0.5),
@@ -100,6 +101,7 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         dome_l=dome - float(rng.uniform(5, 25)),
         contrast=sample_contrast(rng),
         head_scale=float(rng.uniform(0.93, 1.06)),
+        back_flattening=float(rng.uniform(3, 14)),
     )
 
 
@@ -110,7 +112,7 @@ def _trunk(p: Patient, grow: float) -> ZColumn:
     a, b = trunk_axes(_TRUNK_Z)
     f = np.interp(_TRUNK_Z, _FAT_Z, _FAT_F) * p.fat * grow
     m = p.muscle
-    return ZColumn(_TRUNK_Z, 0.0, 0.0, a * m + 0.9 * f, b * m + f, b * m + 0.55 * f, n=2.0)
+    return ZColumn(_TRUNK_Z, 0.0, 0.0, a * m + 0.9 * f, b * m + f, b * m + 0.55 * f, n=2.4)
 
 
 def _neck(p: Patient, grow: float) -> ZColumn:

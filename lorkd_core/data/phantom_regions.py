@@ -47,7 +47,7 @@ LABEL_HU: dict[str, tuple[float, float]] = {
     "fibula": (-100, 600), "quadriceps_femoris_left": (30, 80), "quadriceps_femoris_right": (30, 80),
     "urinary_bladder": (-5, 30), "rectum": (-800, 80), "hip_left": (100, 600), "hip_right": (100, 600),
     "sacrum": (100, 600), "gluteus_maximus_left": (30, 80), "gluteus_maximus_right": (30, 80),
-    "intervertebral_discs": (60, 130), "autochthon_left": (30, 80), "autochthon_right": (30, 80),
+    "intervertebral_discs": (50, 170), "autochthon_left": (30, 80), "autochthon_right": (30, 80),
     "lung_left": (-920, -780), "lung_right": (-920, -780), "heart": (30, 320), "ribs": (100, 900),
     "sternum": (100, 600), "humerus": (-100, 700), "radius": (-100, 700), "ulna": (-100, 700),
     "triceps_brachii": (30, 80), "biceps_brachii": (30, 80),

@@ -103,7 +103,7 @@ TISSUES: dict[T, Tissue] = {
     T.PORTAL: Tissue((35, 50), (135, 195), (95, 150), texture=4),
     T.MYOCARDIUM: Tissue((35, 50), (85, 130), (85, 140), texture=6),
     T.BONE: Tissue((850, 1350), texture=90),
-    T.SPONGY: Tissue((140, 260), texture=45),
+    T.SPONGY: Tissue((140, 260), texture=35),
     T.CARTILAGE: Tissue((80, 140), texture=15),
     T.DISC: Tissue((70, 110), texture=8),
     T.CSF: Tissue((2, 14), texture=3),
@@ -128,7 +128,7 @@ TISSUES: dict[T, Tissue] = {
     T.LYTIC: Tissue((20, 70), texture=8),
     T.BULLA: Tissue((-1000, -960), texture=4),
     T.VFAT: Tissue((-108, -72), texture=9),
-    T.THIN: Tissue((850, 1350), texture=80),
+    T.THIN: Tissue((850, 1350), texture=50),
     T.TWIG: Tissue((-500, -400), texture=30),
     T.BACK_MUSCLE: Tissue((40, 55), (50, 68), texture=9),
 }

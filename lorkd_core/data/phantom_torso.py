@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lorkd_core.data.phantom_canvas import Canvas
-from lorkd_core.data.phantom_patient import Patient, body_outline, spine_y
+from lorkd_core.data.phantom_patient import Patient, body_outline, spine_y, trunk_axes
 from lorkd_core.data.phantom_shapes import (
     Ellipsoid,
     F,
@@ -65,8 +65,12 @@ def half_x(x0: float, keep: str) -> Lambda:
 def paint_wall(c: Canvas, p: Patient) -> None:
     """Skin, subcutaneous fat and muscle; inside the trunk cavity the lungs above the diaphragm and
     visceral fat (T.VFAT, the free space organs are painted into) below it."""
-    c.paint(body_outline(p, True), [(0.0, T.SKIN), (2.0, T.FAT)])
-    c.paint(body_outline(p, False), T.MUSCLE)
+    # A supine patient's back and buttocks flatten against the table.
+    y_cut = float(trunk_axes(150.0)[1]) * p.muscle + 0.55 * p.fat - p.back_flattening
+    table = Lambda(lambda x, y, z: np.where((z > F(-260)) & (z < F(470)), y - F(y_cut), F(-1e3)),
+                   (-1e3, -1e3, -1e3), (1e3, 1e3, 1e3))
+    c.paint(Intersect(body_outline(p, True), table), [(0.0, T.SKIN), (2.0, T.FAT)])
+    c.paint(Intersect(body_outline(p, False), table), T.MUSCLE)
     hit = c.evaluate(cavity(p))
     if hit is None:
         return

@@ -100,7 +100,7 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
     origin = center - (np.array([nx, ny, nz]) - 1) / 2 * np.asarray(sp)
     pose = rotation(*np.radians(rng.uniform([-3, -3, -6], [3, 3, 6])))
     matrix = pose @ np.diag(1.0 / np.asarray(patient.scale))
-    warp = [[(2 * np.pi / rng.uniform(150, 400), float(rng.uniform(0, 4)), float(rng.uniform(0, 2 * np.pi)))
+    warp = [[(2 * np.pi / rng.uniform(180, 450), float(rng.uniform(0, 2.5)), float(rng.uniform(0, 2 * np.pi)))
              for _ in range(3)] for _ in range(3)]
     canvas = Canvas((nz, ny, nx), sp, origin, matrix, center, warp)
     if region == "upper_limb":

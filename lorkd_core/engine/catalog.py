@@ -22,7 +22,11 @@ _PREFERENCE = {"expert": 0, "experts-set": 1, "user": 2, "teacher": 3, "baseline
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One selectable model for one region (what the app's expert switcher lists)."""
+    """One selectable model for one region (what the app's expert switcher lists).
+
+    ``kind``: "teacher" / "baseline" as the card says; "expert" (a standalone export) or "experts-set"
+    for bundled region experts; "user" for region experts found in user folders.
+    """
 
     id: str
     display_name: str

@@ -4,6 +4,7 @@ Conventions shared by every config:
 - ``patch_size`` is in voxels, in the axis order of the training arrays (channel-first MONAI arrays);
   ``spacing`` is the target voxel size in mm for the same axes.
 - ``device`` is "auto" (CUDA, then MPS, then CPU), "cpu" or "cuda"; ``amp`` only has an effect on CUDA.
+- ``augment`` scales the training augmentation (0 = none; see lorkd_core.data.transforms).
 - Paths are stored as given (strings); the engine resolves them against the working directory.
 """
 
@@ -60,6 +61,7 @@ class JobConfig:
     regions: list[str] | None = None
     cache_cases_per_region: int | None = None
     warmup_steps: int = 10
+    augment: float = 1.0
 
     # ------------------------------------------------------------- JSON
 
@@ -132,7 +134,7 @@ class JobConfig:
         _check_choice(self, "amp_dtype", AMP_DTYPES)
         for name in ("steps", "batch_size", "seed", "checkpoint_every", "spatial_dims", "warmup_steps"):
             _check_type(self, name, int)
-        for name in ("lr", "weight_decay"):
+        for name in ("lr", "weight_decay", "augment"):
             _check_type(self, name, (int, float))
         _check_type(self, "amp", bool)
         if self.steps < 0:

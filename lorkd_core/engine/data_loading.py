@@ -4,7 +4,9 @@ Cases are brought to the networks' canonical grid (LPS, (z, y, x) arrays, ``spac
 and intensity-normalised with :mod:`lorkd_core.data.transforms` (the same preprocessing inference uses).
 A batch slot's region is round-robin over the regions (``(step * batch + slot) % n_regions``), so every
 batch of size >= 2 mixes regions; its case, crop and augmentation come from a generator seeded with
-``(seed, step, slot)``. Resuming at step ``s`` therefore sees exactly the batches an uninterrupted run
+``(seed, step, slot)``. Augmentation is the shared MONAI pipeline of
+:func:`lorkd_core.data.transforms.augmentations` (affine, intensity, noise, blur, low resolution; no
+left-right flip), applied to a crop 1.25x the patch, seeded per sample. Resuming at step ``s`` therefore sees exactly the batches an uninterrupted run
 would, and a distributed run's shards together make the single-process batch.
 """
 
@@ -23,6 +25,7 @@ from lorkd_core.progress import CancelToken, ProgressCallback, report
 NO_FINDING = "none"  # the phantoms' class for "no finding"; a manifest's null finding means the same
 _MAX_FG_POINTS = 4096
 _FG_CROP_PROB = 0.67
+_AUG_MARGIN = 1.25  # crop this much larger before rotating/scaling, so no empty corners come in
 
 
 @dataclass
@@ -86,7 +89,7 @@ class TrainingSet:
     """Preprocessed training cases of the chosen regions, with deterministic batch sampling."""
 
     def __init__(self, items: Sequence[DatasetItem], *, task: str, patch_size: Sequence[int],
-                 spacing: Sequence[float], seed: int = 0, spatial_dims: int = 3,
+                 spacing: Sequence[float], seed: int = 0, spatial_dims: int = 3, augment: float = 1.0,
                  regions: Sequence[str] | None = None, max_cases_per_region: int | None = None,
                  progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
         self.task = task
@@ -94,6 +97,8 @@ class TrainingSet:
         self.spacing = tuple(float(s) for s in spacing)
         self.seed = int(seed)
         self.spatial_dims = spatial_dims
+        self.augment = float(augment)
+        self._augmenters: dict[int, object] = {}
         chosen = [it for it in items if it.split == "train"] or list(items)
         if regions is not None:
             chosen = [it for it in chosen if it.region in regions]
@@ -165,9 +170,34 @@ class TrainingSet:
         ridx = self.region_of_slot(step, slot, batch_size)
         cases = self.cases[self.regions[ridx]]
         case = cases[int(rng.integers(len(cases)))]
-        image, label = _crop(case, self.patch, rng, self.task, self.spatial_dims)
-        image = augment_patch(image, rng)
+        if self.augment > 0 and self.spatial_dims == 3:
+            crop = tuple(int(np.ceil(p * _AUG_MARGIN)) for p in self.patch)
+            image, label = _crop(case, crop, rng, self.task, self.spatial_dims)
+            image, label = self._augment(image, label, int(rng.integers(2**31 - 1)))
+        else:
+            image, label = _crop(case, self.patch, rng, self.task, self.spatial_dims)
+            if self.augment > 0:
+                image = augment_patch(image, rng)
         return image, (label if label is not None else case.target), ridx
+
+    def _augment(self, image: np.ndarray, label: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The shared MONAI augmentation (lorkd_core.data.transforms), seeded per sample."""
+        keys = ["image"] if label is None else ["image", "label"]
+        if self._augmenters.get(len(keys)) is None:
+            from monai.transforms import Compose
+
+            from lorkd_core.data.transforms import augmentations
+
+            self._augmenters[len(keys)] = Compose(augmentations(keys, "image", self.patch, self.augment))
+        pipeline = self._augmenters[len(keys)]
+        pipeline.set_random_state(seed=seed)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image))[None]}
+        if label is not None:
+            item["label"] = torch.from_numpy(np.ascontiguousarray(label).astype(np.float32))[None]
+        out = pipeline(item)
+        img = _numpy(out["image"])[0].astype(np.float32)
+        lab = None if label is None else np.rint(_numpy(out["label"])[0]).astype(np.int64)
+        return img, lab
 
     def batch(self, step: int, batch_size: int, slots: Sequence[int] | None = None) -> Batch:
         """The slots ``slots`` (default: all) of step ``step``'s global batch of ``batch_size``."""
@@ -203,6 +233,10 @@ def _crop(case: CachedCase, patch: tuple[int, ...], rng: np.random.Generator, ta
     img = _pad(image[window], patch, float(image.min()))
     lab = None if label is None else _pad(label[window], patch, 0)
     return img, lab
+
+
+def _numpy(x: object) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _pick_slice(case: CachedCase, rng: np.random.Generator) -> int:

@@ -13,6 +13,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from torch import nn
 
 from lorkd_core.engine.checkpoint import Checkpoint, save_checkpoint
 from lorkd_core.engine.config import JobConfig
-from lorkd_core.engine.data_loading import TrainingSet
+from lorkd_core.engine.data_loading import Batch, TrainingSet
 from lorkd_core.engine.distributed import DistContext
 from lorkd_core.engine.losses import RegionObjective
 from lorkd_core.errors import JobCancelled
@@ -105,29 +106,39 @@ class Runner:
         slots = ctx.shard(cfg.batch_size)
         ema: dict[str, float] = {}
         rate = 0.0
-        for step in range(start, phase.steps):
-            if ctx.any_flag(self.cancel is not None and self.cancel.cancelled):
-                folder = self._checkpoint(phase, step, model, opt, scaler)
-                where = f"; checkpoint at step {self.state.offset + step} in {folder}" if folder else ""
-                raise JobCancelled(f"{self.job} was cancelled{where}")
-            t0 = time.perf_counter()
-            metrics = self._step(phase, wrapped, params, opt, scaler, step, slots)
-            dt = time.perf_counter() - t0
-            self.state.elapsed += dt
-            rate = (cfg.batch_size / dt) if rate == 0 else 0.8 * rate + 0.2 * (cfg.batch_size / dt)
-            for k, v in metrics.items():
-                ema[k] = v if k not in ema else 0.9 * ema[k] + 0.1 * v
-            self._report(phase, step, metrics, rate)
-            done = step + 1
-            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < phase.steps:
-                self._checkpoint(phase, done, model, opt, scaler)
+        # The next batch is prepared on a worker thread while this step computes; batches are a pure
+        # function of (seed, step), so this changes nothing but the time.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorkd-batch")
+        fetch = lambda s: pool.submit(self.data.batch, s, cfg.batch_size, slots)  # noqa: E731
+        pending = fetch(start) if start < phase.steps else None
+        try:
+            for step in range(start, phase.steps):
+                if ctx.any_flag(self.cancel is not None and self.cancel.cancelled):
+                    folder = self._checkpoint(phase, step, model, opt, scaler)
+                    where = f"; checkpoint at step {self.state.offset + step} in {folder}" if folder else ""
+                    raise JobCancelled(f"{self.job} was cancelled{where}")
+                t0 = time.perf_counter()
+                batch = pending.result()  # type: ignore[union-attr]
+                pending = fetch(step + 1) if step + 1 < phase.steps else None
+                metrics = self._step(phase, wrapped, params, opt, scaler, step, batch)
+                dt = time.perf_counter() - t0
+                self.state.elapsed += dt
+                rate = cfg.batch_size / dt if rate == 0 else 0.8 * rate + 0.2 * cfg.batch_size / dt
+                for k, v in metrics.items():
+                    ema[k] = v if k not in ema else 0.9 * ema[k] + 0.1 * v
+                self._report(phase, step, metrics, rate)
+                done = step + 1
+                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < phase.steps:
+                    self._checkpoint(phase, done, model, opt, scaler)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         self.state.last = ema
         return ema
 
     def _step(self, phase: Phase, wrapped: nn.Module, params: list[torch.nn.Parameter],
-              opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, step: int, slots: list[int]) -> dict[str, float]:
+              opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, step: int, batch: Batch) -> dict[str, float]:
         ctx, cfg = self.ctx, self.cfg
-        batch = self.data.batch(step, cfg.batch_size, slots).to(ctx.device)
+        batch = batch.to(ctx.device)
         lr = lr_at(step, phase.steps, cfg.lr, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = lr

@@ -431,7 +431,8 @@ class _Job:
                 self.progress(Progress(0, total, f"loading data: {p.message}",  # type: ignore[misc]
                                        {"data_fraction": p.fraction}))
         self.data = TrainingSet(items, task=cfg.task, patch_size=cfg.patch_size, spacing=cfg.spacing,
-                                seed=cfg.seed, spatial_dims=cfg.spatial_dims, regions=cfg.regions,
+                                seed=cfg.seed, spatial_dims=cfg.spatial_dims, augment=cfg.augment,
+                                regions=cfg.regions,
                                 max_cases_per_region=cfg.cache_cases_per_region, progress=loading,
                                 cancel=self.cancel)
         return self.data
