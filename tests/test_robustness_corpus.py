@@ -487,3 +487,17 @@ def test_interrupted_card_and_weights_writes_keep_the_model(tmp_path, monkeypatc
     assert snapshot(folder) == before
     mc.read_card(folder)
     assert set(mc.load_weights(folder)) == set(state)
+
+
+def test_save_model_with_an_invalid_card_keeps_the_saved_model(tmp_path):
+    from lorkd_core.engine import model_card as mc
+
+    folder = write_tiny_model(tmp_path / "model")
+    before = snapshot(folder)
+    card = mc.read_card(folder)
+    state = mc.load_weights(folder)
+    card.regions = ["abdomen", "tail"]
+    with pytest.raises(ModelError, match="unknown region"):
+        mc.save_model(folder, {k: v * 2 for k, v in state.items()}, card)
+    assert snapshot(folder) == before
+    assert all(mc.load_weights(folder)[k].equal(v) for k, v in state.items())

@@ -185,14 +185,28 @@ def save_weights(folder: str | Path, state: Mapping[str, torch.Tensor]) -> tuple
 
 
 def save_model(folder: str | Path, state: Mapping[str, torch.Tensor], card: ModelCard) -> Path:
-    """Write weights then card (the card last, so a folder with a card always has complete weights)."""
+    """Validate the card, then write weights and card to temp files and rename both at the end.
+
+    A card that fails validation leaves an existing model folder untouched; the renames are the only
+    moment the pair can disagree, and the card (renamed last) always describes complete weights.
+    """
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _, digest = save_weights(folder, state)
-    card.extra["weights_sha256"] = digest
     if not card.parameters:
         card.parameters = int(sum(t.numel() for t in state.values() if t.is_floating_point()))
-    return write_card(folder, card)
+    target = card_path(folder)
+    _parse_card(card.to_dict(), target)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_path(target, suffix=".json") as card_tmp:
+        with atomic_path(folder / WEIGHTS_NAME, suffix=".safetensors") as weights_tmp:
+            save_file(tensors, str(weights_tmp), metadata={"format": "pt"})
+            card.extra["weights_sha256"] = _sha256(weights_tmp)
+            _parse_card(card.to_dict(), target)
+            card_tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+    card.path = target
+    return target
 
 
 def load_weights(card_or_folder: ModelCard | str | Path) -> dict[str, torch.Tensor]:
