@@ -7,7 +7,8 @@ Variants, all on the same mixed batch in which every region is present:
   plain         the student UNet without experts
   eks           region experts, EKS with the default implementation (``auto``: per-sample weights for convs)
   eks_lowrank   EKS with the low-rank path (base conv over the batch + B_t(A_t x_t) per present region)
-  eks_gather    EKS with per-sample weights forced everywhere (convs and linears)
+  eks_gather    EKS with per-sample weights forced everywhere (convs and linears; same as eks on a UNet,
+                so only run when asked for with --variants)
   loop          split the batch by region, run the single-region mode per region, reassemble
   paper         the paper's formulation: one-hot (B x T) times all T full-size deltas, grouped conv
 
@@ -31,6 +32,8 @@ from pathlib import Path
 
 REGIONS = ["abdomen", "brain", "head_neck", "lower_limb", "pelvis", "spine", "thorax", "upper_limb"]
 VARIANTS = ["plain", "eks", "eks_lowrank", "eks_gather", "loop", "paper"]
+# eks_gather equals eks on a network without Linear layers, so it is not run unless asked for.
+DEFAULT_VARIANTS = ["plain", "eks", "eks_lowrank", "loop", "paper"]
 TARGETS = {"eks/plain": ("<=", 1.25), "loop/eks": (">=", 1.5), "eks_mem/paper_mem": ("<=", 1.0)}
 
 
@@ -47,7 +50,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"any of {','.join(VARIANTS)}")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -144,7 +147,7 @@ def _step_fn(args: argparse.Namespace, variant: str, net, x, target, region_inde
     return step
 
 
-def time_variants(args: argparse.Namespace, variants: list[str]) -> dict[str, list[float]]:
+def time_variants(args: argparse.Namespace, variants: list[str]) -> dict[str, dict[str, list[float]]]:
     """Interleave the variants step by step, so a slow spell of a shared machine hits them all alike."""
     import random
 
@@ -161,14 +164,16 @@ def time_variants(args: argparse.Namespace, variants: list[str]) -> dict[str, li
     for _ in range(args.warmup):
         for v in variants:
             steps[v]()
-    times: dict[str, list[float]] = {v: [] for v in variants}
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
     rng = random.Random(0)
     for _ in range(args.reps):
         for v in rng.sample(variants, len(variants)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             steps[v]()
-            times[v].append(time.perf_counter() - t0)
-    return times
+            wall[v].append(time.perf_counter() - t0)
+            cpu[v].append(time.process_time() - c0)
+    return {"wall": wall, "cpu": cpu}
 
 
 def measure_memory(args: argparse.Namespace, variant: str) -> dict:
@@ -265,26 +270,35 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         memory[v] = _spawn(args, "memory", [v])
         print(f"  peak memory {v:<12} {memory[v]['peak_mb']:.0f} MB", flush=True)
-    times = _spawn(args, "time", variants)
+    measured = _spawn(args, "time", variants)
+    times, cpu_times = measured["wall"], measured["cpu"]
     median = {v: statistics.median(ts) for v, ts in times.items()}
+    cpu_median = {v: statistics.median(ts) for v, ts in cpu_times.items()}
     load_after = _load()
     print(f"load average {load_after} at end (other jobs on the machine inflate and scatter the times)")
 
     mem_label = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
     has_plain = "plain" in variants
     print()
-    header = f"{'variant':<12} {'median s':>9} {'min s':>7} {'x plain':>8} {mem_label:>12} {'x plain':>8} {'params':>10}"
+    header = (
+        f"{'variant':<12} {'median s':>9} {'min s':>7} {'x plain':>8} {'cpu s':>7} {'x plain':>8} "
+        f"{mem_label:>12} {'x plain':>8} {'params':>10}"
+    )
     print(header)
     print("-" * len(header))
     for v in variants:
         t_ratio = f"{_paired_ratio(times, v, 'plain'):.2f}" if has_plain else "-"
+        c_ratio = f"{_paired_ratio(cpu_times, v, 'plain'):.2f}" if has_plain else "-"
         base_mem = memory["plain"]["peak_mb"] if has_plain else 0
         m_ratio = f"{memory[v]['peak_mb'] / base_mem:.2f}" if base_mem > 0 else "-"
         print(
-            f"{v:<12} {median[v]:>9.3f} {min(times[v]):>7.3f} {t_ratio:>8} {memory[v]['peak_mb']:>12.0f} "
-            f"{m_ratio:>8} {memory[v]['params']:>10,}"
+            f"{v:<12} {median[v]:>9.3f} {min(times[v]):>7.3f} {t_ratio:>8} {cpu_median[v]:>7.3f} {c_ratio:>8} "
+            f"{memory[v]['peak_mb']:>12.0f} {m_ratio:>8} {memory[v]['params']:>10,}"
         )
-    print("(x plain for time: median over rounds of the paired ratio; rounds interleave the variants)")
+    print(
+        "(median/min s: wall time of one forward+backward; cpu s: process CPU time, all threads; x plain: "
+        "median over rounds of the paired ratio, rounds interleave the variants)"
+    )
 
     ratios = {}
     pairs = {
@@ -297,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, (a, b) in pairs.items():
         if a in times and b in times:
             ratios[key] = _paired_ratio(times, a, b)
+            ratios[f"cpu:{key}"] = _paired_ratio(cpu_times, a, b)
     if "eks" in memory and "paper" in memory and memory["paper"]["peak_mb"] > 0:
         ratios["eks_mem/paper_mem"] = memory["eks"]["peak_mb"] / memory["paper"]["peak_mb"]
     met = {}
@@ -312,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             v: {
                 "median_s": round(median[v], 4),
                 "min_s": round(min(times[v]), 4),
+                "cpu_s": round(cpu_median[v], 4),
                 "peak_mb": round(memory[v]["peak_mb"], 1),
                 "params": memory[v]["params"],
             }

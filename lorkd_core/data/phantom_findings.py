@@ -81,9 +81,10 @@ def add_finding(c: Canvas, region: str, hu: np.ndarray, rng: np.random.Generator
     zz, yy, xx = np.nonzero(organ)
     box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in (zz, yy, xx))
     dist = ndimage.distance_transform_edt(organ[box], sampling=tuple(c.spacing[::-1]))
+    radius = min(radius, 0.8 * float(dist.max()))  # a lesion never outgrows its organ
     need = min(radius * 0.8, float(dist.max()) * 0.7)
     cand = np.argwhere(dist >= need)
-    if len(cand) == 0 or dist.max() < 2.0:
+    if len(cand) == 0 or radius < 1.5:
         return "none", mask
     pick = cand[int(rng.integers(0, len(cand)))] + np.array([b.start for b in box])
     ctr = np.array([c.X[tuple(pick)], c.Y[tuple(pick)], c.Z[tuple(pick)]], float)

@@ -35,20 +35,21 @@ REGION_LABELS: dict[str, tuple[str, ...]] = {
 }
 
 # Declared CT numbers: the median HU inside each label (eroded by one voxel) lies in this range.
-# Wide where content or contrast phase varies (stomach, bowel, vessels); long bones include marrow fat.
+# Wide where content or contrast phase varies (stomach, bowel, vessels); long bones include marrow fat;
+# back and gluteal muscles lose HU to fatty infiltration with age.
 LABEL_HU: dict[str, tuple[float, float]] = {
     "liver": (40, 135), "spleen": (35, 140), "kidney_left": (20, 240), "kidney_right": (20, 240),
     "stomach": (-1000, 420), "pancreas": (25, 140), "inferior_vena_cava": (30, 220), "aorta": (30, 450),
     "vertebrae": (120, 500), "brain": (18, 45), "ventricles": (-5, 20), "skull": (200, 1400),
     "eye_left": (0, 30), "eye_right": (0, 30), "thyroid_gland": (70, 220), "mandible": (150, 1000),
     "common_carotid_artery_left": (30, 450), "common_carotid_artery_right": (30, 450),
-    "trachea": (-1000, -850), "esophagus": (-300, 120), "spinal_cord": (10, 45),
+    "trachea": (-1000, -850), "esophagus": (-1000, 120), "spinal_cord": (10, 45),
     "femur_left": (-100, 600), "femur_right": (-100, 600), "patella": (100, 600), "tibia": (-100, 600),
     "fibula": (-100, 600), "quadriceps_femoris_left": (30, 80), "quadriceps_femoris_right": (30, 80),
     "urinary_bladder": (-5, 30), "rectum": (-800, 80), "hip_left": (100, 600), "hip_right": (100, 600),
-    "sacrum": (100, 600), "gluteus_maximus_left": (30, 80), "gluteus_maximus_right": (30, 80),
-    "intervertebral_discs": (50, 170), "autochthon_left": (30, 80), "autochthon_right": (30, 80),
-    "lung_left": (-920, -780), "lung_right": (-920, -780), "heart": (30, 320), "ribs": (100, 900),
+    "sacrum": (100, 600), "gluteus_maximus_left": (10, 80), "gluteus_maximus_right": (10, 80),
+    "intervertebral_discs": (50, 170), "autochthon_left": (10, 80), "autochthon_right": (10, 80),
+    "lung_left": (-940, -780), "lung_right": (-940, -780), "heart": (30, 320), "ribs": (100, 900),
     "sternum": (100, 600), "humerus": (-100, 700), "radius": (-100, 700), "ulna": (-100, 700),
     "triceps_brachii": (30, 80), "biceps_brachii": (30, 80),
 }
