@@ -257,3 +257,16 @@ def test_teacher_card_round_trip_for_a_plain_network(tmp_path):
     loaded, card2 = load_model(tmp_path / "t")
     assert card2.regions == ["abdomen", "thorax"] or set(card2.regions) >= {"abdomen", "thorax"}
     assert next(loaded.parameters()).dtype == torch.float32
+
+
+def test_preflight_reports_problems_and_a_memory_estimate(dataset, teacher_dir):
+    from lorkd_core.engine.preflight import preflight
+
+    good = preflight(_decompose_cfg(dataset, teacher_dir, "unused"))
+    assert good.ok, good.problems
+    assert good.cases == {"abdomen": 2, "pelvis": 2, "thorax": 2}
+    assert good.memory_bytes > 0 and good.parameters["student"] > 0
+    bad = preflight(_decompose_cfg(dataset, "/nonexistent/teacher", "unused", regions=["brain"],
+                                   patch_size=(9, 9, 9)), world=2)
+    text = " | ".join(bad.problems)
+    assert "brain" in text and "teacher not found" in text and "multiple of the 2 processes" in text and "patch_size" in text

@@ -106,6 +106,20 @@ def test_infer_pipeline_mr_option(mni_t1_path):
     assert float(img.std()) > 0.1
 
 
+def test_normalize_intensity_matches_the_pipeline(case):
+    from lorkd_core.data.transforms import normalize_intensity
+
+    plain = normalize_intensity(case.image, "CT")
+    assert plain.dtype == np.float32 and plain.min() >= -1 and plain.max() <= 1
+    from lorkd_core.data.transforms import intensity_transforms
+
+    step = intensity_transforms(["image"], "CT")[0]
+    ref = step({"image": torch.from_numpy(case.image[None])})["image"][0].numpy()
+    assert np.allclose(plain, ref, atol=1e-6)
+    mr = normalize_intensity(np.random.default_rng(0).gamma(2.0, 50.0, (8, 8, 8)), "MR")
+    assert mr.min() >= -1 and mr.max() <= 1
+
+
 def test_arrays_with_geometry_and_phantom_geometry_agree(case):
     from_case = case_item(case)["image"]
     from_array = infer_transforms((4.0, 4.0, 4.0))({"image": case.image, "spacing": case.spacing,

@@ -47,19 +47,9 @@ def dome(p: Patient):
     return fn
 
 
-def below_dome(p: Patient, offset: float = 0.0) -> Lambda:
-    fn = dome(p)
-    return Lambda(lambda x, y, z: z - (fn(x, y) - F(offset)), (-300, -300, -1e3), (300, 300, p.dome_r + 5))
-
-
 def above_dome(p: Patient, offset: float = 0.0) -> Lambda:
     fn = dome(p)
     return Lambda(lambda x, y, z: (fn(x, y) + F(offset)) - z, (-300, -300, p.dome_r - 160), (300, 300, 1e3))
-
-
-def half_x(x0: float, keep: str) -> Lambda:
-    sign = F(1.0 if keep == "left" else -1.0)  # left = +x in LPS
-    return Lambda(lambda x, y, z: sign * (F(x0) - x), (-1e3, -1e3, -1e3), (1e3, 1e3, 1e3))
 
 
 def paint_wall(c: Canvas, p: Patient) -> None:
@@ -82,6 +72,9 @@ def paint_wall(c: Canvas, p: Patient) -> None:
     dz = z - dome(p)(x, y)
     c.fill(box, inside & (dz < 0), T.VFAT)
     lung = inside & (dz > 4.0)
+    # Above the first rib the apices sit behind and beside the trachea, not in front of it.
+    apex = (z > F(400)) & ((np.abs(x) < F(20)) | (y < np.interp(z, [400, 440, 480], [-200, -40, 0]).astype(F)))
+    lung &= ~apex
     c.fill(box, lung & (x < F(8.0)), T.LUNG, "lung_right")
     c.fill(box, lung & (x >= F(8.0)), T.LUNG, "lung_left")
     c.fill(box, inside & (np.abs(dz - F(2.0)) <= F(3.5)), T.MUSCLE)

@@ -182,6 +182,19 @@ def intensity_transforms(keys: Sequence[str] = ("image",), modality: str = "CT")
     return [NormalizeIntensityd(keys, nonzero=False)]
 
 
+def normalize_intensity(image: np.ndarray, modality: str = "CT") -> np.ndarray:
+    """The same scaling as :func:`intensity_transforms` for a plain array (float32)."""
+    arr = np.asarray(image, np.float32)
+    if modality.upper() == "CT":
+        lo, hi = CT_WINDOW
+        return (np.clip(arr, lo, hi) - (lo + hi) / 2) / ((hi - lo) / 2)
+    if modality.upper() == "MR":
+        p0, p1 = np.percentile(arr, [0.5, 99.5])
+        return np.clip((arr - p0) / max(float(p1 - p0), 1e-6) * 2 - 1, -1, 1).astype(np.float32)
+    std = float(arr.std())
+    return ((arr - float(arr.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
+
+
 def _geometry(keys: Sequence[str], spacing: Sequence[float], modes: Sequence[str]) -> list:
     return [Orientationd(keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
             Spacingd(keys, pixdim=tuple(float(s) for s in spacing), mode=tuple(modes), dtype=np.float32)]
