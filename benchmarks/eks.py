@@ -12,10 +12,13 @@ Variants, all on the same mixed batch in which every region is present:
   loop          split the batch by region, run the single-region mode per region, reassemble
   paper         the paper's formulation: one-hot (B x T) times all T full-size deltas, grouped conv
 
-Each variant runs in a fresh subprocess, so its peak memory is its own: on CPU the peak resident set size
+Memory: each variant runs in a fresh subprocess, so its peak is its own: on CPU the peak resident set size
 (ru_maxrss) minus the resident size just before the first step, on CUDA max_memory_allocated minus the
-memory allocated before the first step. Time: median of ``--reps`` steps after ``--warmup`` steps. The last
-line of output is one JSON object with every figure and the ratios the targets are about.
+memory allocated before the first step. Time: one subprocess runs ``--warmup`` rounds, then ``--reps``
+rounds in which every variant does one forward+backward, in a shuffled order, so a slow spell of a shared
+machine hits all variants alike; ratios are the median over rounds of the paired ratio, and the ratio of
+the minima is shown beside it. CPU time (all threads) is reported too. The last line of output is one JSON
+object with every figure and the ratios the targets are about.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-channels", type=int, default=8)
     p.add_argument("--encoder-rank", type=int, default=4)
     p.add_argument("--decoder-rank", type=int, default=8)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"any of {','.join(VARIANTS)}")
@@ -311,16 +314,24 @@ def main(argv: list[str] | None = None) -> int:
     for key, (a, b) in pairs.items():
         if a in times and b in times:
             ratios[key] = _paired_ratio(times, a, b)
+            ratios[f"min:{key}"] = min(times[a]) / min(times[b])
             ratios[f"cpu:{key}"] = _paired_ratio(cpu_times, a, b)
     if "eks" in memory and "paper" in memory and memory["paper"]["peak_mb"] > 0:
         ratios["eks_mem/paper_mem"] = memory["eks"]["peak_mb"] / memory["paper"]["peak_mb"]
     met = {}
     print()
     for key, (op, limit) in TARGETS.items():
-        if key in ratios:
-            ok = ratios[key] <= limit if op == "<=" else ratios[key] >= limit
-            met[key] = ok
-            print(f"target {key} {op} {limit}: {ratios[key]:.2f} -> {'met' if ok else 'NOT met'}")
+        if key not in ratios:
+            continue
+        # Time targets are judged on two estimators (paired median and ratio of minima): on a busy
+        # machine they can disagree, and then the verdict says so instead of picking the kinder one.
+        values = [ratios[key]] + ([ratios[f"min:{key}"]] if f"min:{key}" in ratios else [])
+        oks = [v <= limit if op == "<=" else v >= limit for v in values]
+        verdict = "met" if all(oks) else "NOT met" if not any(oks) else "borderline"
+        met[key] = verdict
+        shown = " / ".join(f"{v:.2f}" for v in values)
+        label = "paired median / ratio of minima" if len(values) > 1 else "measured"
+        print(f"target {key} {op} {limit}: {shown} ({label}) -> {verdict}")
     summary = {
         "config": config,
         "results": {

@@ -10,13 +10,14 @@ import torch
 from safetensors.torch import load_file
 from test_engine_train_helpers import make_blob_dataset
 
+from lorkd_core.engine.adapt import adapt
 from lorkd_core.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from lorkd_core.engine.config import AdaptConfig, DecomposeConfig, FoundationConfig
 from lorkd_core.engine.losses import kd_loss, restrict_teacher_logits
 from lorkd_core.engine.model_io import load_model
 from lorkd_core.engine.networks import build_network, plain_architecture
 from lorkd_core.engine.teacher_import import teacher_card
-from lorkd_core.engine.train import adapt, decompose, train_foundation
+from lorkd_core.engine.train import decompose, train_foundation
 from lorkd_core.errors import ConfigError, JobCancelled
 from lorkd_core.progress import CancelToken
 

@@ -77,6 +77,7 @@ class ExpertLayer(nn.Module):
     """Common part of the expert layers; subclasses only say how to apply a weight."""
 
     base_types: tuple[type[nn.Module], ...] = ()
+    auto_impl = "gather"  # what eks_impl "auto" means for this layer type
 
     def __init__(
         self,
@@ -228,8 +229,6 @@ class ExpertLayer(nn.Module):
         if impl == "lowrank":
             return self._forward_lowrank(x, routing, present)
         return self._forward_gather(x, routing)
-
-    auto_impl = "gather"
 
     def _forward_single(self, x: torch.Tensor, region: str) -> torch.Tensor:
         m = self._delta_matrix(region)
