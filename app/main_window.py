@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
@@ -19,11 +18,13 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QStyle,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from . import dialogs
+from .jobs.wiring import attach_jobs
 from .panels.compare_panel import ComparePanel
 from .panels.display_panel import DisplayPanel
 from .panels.expert_panel import ExpertPanel
@@ -33,23 +34,11 @@ from .panels.region_panel import RegionPanel
 from .panels.viewer_link import ViewerLink
 from .screenshot import save_window_png
 from .services.settings import DEVICES
+from .services.types import ModelProblem
 from .session import Session
+from .viewer import ViewerWidget
 
 SCAN_FILTER = "Scans (*.nii.gz *.nii *.nrrd *.mha *.mhd *.dcm *.png *.jpg);;All files (*)"
-VIEWER_ENV = "LORKD_STUDIO_VIEWER"  # "fallback" forces the plain slice view (no OpenGL)
-
-
-def make_viewer(parent: QWidget | None = None) -> QWidget:
-    if os.environ.get(VIEWER_ENV, "").lower() != "fallback":
-        try:
-            from .viewer import ViewerWidget
-
-            return ViewerWidget(parent)
-        except ImportError:
-            pass  # the viewer package is still being written
-    from .viewer_fallback import FallbackViewer
-
-    return FallbackViewer(parent)
 
 
 class MainWindow(QMainWindow):
@@ -62,7 +51,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.show_errors_in_dialogs = True
         self.persist_layout = restore_layout
-        self.viewer = make_viewer(self)
+        self.viewer = ViewerWidget(self)
         # The viewer is shown only once it has a volume: its 3D view must not start on an empty scene
         # (under Xvfb/Mesa that crashes Qt's compositor), and an empty state with actions reads better.
         self.welcome = self._welcome_page()
@@ -75,6 +64,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
+        self.jobs = attach_jobs(self)  # Jobs menu + dock (app/jobs)
         session.failed.connect(self._on_failed)
         session.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         session.loading.connect(lambda path: self.welcome_status.setText(f"Opening {Path(path).name}…"))
@@ -82,6 +72,7 @@ class MainWindow(QMainWindow):
         session.demo_unavailable.connect(lambda _why: self.welcome_status.setText(
             "No demo case is installed: open one of your scans to start."))
         self.state.scan_changed.connect(self._on_scan_changed)
+        self.state.model_problems_changed.connect(self._on_model_problems)
         self.state.result_changed.connect(lambda _r: self._update_actions())
         self.state.model_changed.connect(lambda _m: self._update_actions())
         self.resize(1560, 940)
@@ -262,6 +253,15 @@ class MainWindow(QMainWindow):
         self.scan_label = QLabel("")
         self.scan_label.setObjectName("muted")
         self.statusBar().addPermanentWidget(self.scan_label)
+        # Model folders whose card cannot be read: left out of the expert list, but never silently.
+        self.model_problems_button = QToolButton()
+        self.model_problems_button.setObjectName("modelProblemsButton")
+        self.model_problems_button.setAutoRaise(True)
+        self.model_problems_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
+        self.model_problems_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.model_problems_button.clicked.connect(self.show_model_problems)
+        self.model_problems_button.hide()
+        self.statusBar().addPermanentWidget(self.model_problems_button)
         self.viewer_link.cursor_text.connect(self.cursor_label.setText)
         self.statusBar().showMessage("Open a scan: File > Open, Open DICOM folder, or drop it on the window")
 
@@ -382,6 +382,25 @@ class MainWindow(QMainWindow):
         self.save_report_action.setEnabled(result is not None)
         self.run_action.setEnabled(scan is not None and self.state.model is not None)
 
+    def _on_model_problems(self, problems: list[ModelProblem]) -> None:
+        button = self.model_problems_button
+        button.setVisible(bool(problems))
+        if not problems:
+            return
+        what = "1 model folder" if len(problems) == 1 else f"{len(problems)} model folders"
+        button.setText(f"{what} skipped")
+        button.setToolTip("\n".join(f"{p.folder}: {p.problem}" for p in problems))
+        first = problems[0]
+        self.statusBar().showMessage(f"{what} not offered (broken model card): {first.folder}: {first.problem}",
+                                     10000)
+
+    def show_model_problems(self) -> None:
+        problems = self.state.model_problems
+        if problems:
+            dialogs.show_info(self, "Model folders not offered",
+                              "These model folders were skipped because their model card cannot be read:\n\n"
+                              + "\n\n".join(f"{p.folder}\n{p.problem}" for p in problems))
+
     def _on_no_model(self, region: str) -> None:
         name = self.session.backend.region_display_name(region)
         self.statusBar().showMessage(f"No expert available for {name}: add a model folder in Settings", 10000)
@@ -401,6 +420,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.persist_layout:
             self.session.settings.save_window(self.saveGeometry(), self.saveState())
+        self.jobs.shutdown()
         self.session.shutdown()
         self.viewer.close()  # finalises VTK now; a child widget gets no closeEvent of its own
         super().closeEvent(event)

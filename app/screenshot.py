@@ -11,6 +11,8 @@ from PySide6.QtCore import QEventLoop, QObject, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication, QWidget
 
+from .viewer import ViewerWidget
+
 SETTLE_MS = 700  # lets the viewer finish its first renders (surfaces, slices) before the grab
 
 
@@ -38,13 +40,9 @@ def image_stats(image: QImage) -> tuple[float, int]:
     return float(rgb.mean(axis=2).std()), colors
 
 
-def settle_viewer(viewer, timeout_s: float = 60.0) -> None:
+def settle_viewer(viewer: ViewerWidget, timeout_s: float = 60.0) -> None:
     """Let the viewer finish background work (3D surfaces) so the grab shows the final picture."""
-    for owner in (viewer, getattr(viewer, "volume_view", None)):
-        wait = getattr(owner, "wait_for_surfaces", None)
-        if callable(wait):
-            wait(timeout_s)
-            break
+    viewer.volume_view.wait_for_surfaces(timeout_s)
     # The 3D view renders on a short timer and then repaints: give both a moment.
     deadline = time.monotonic() + 0.3
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from lorkd_core.errors import LorkdError
 
 from .services.backend import Backend
 from .services.settings import AppSettings
-from .services.types import LoadedScan, ModelInfo, SegmentationResult
+from .services.types import LoadedScan, ModelInfo, ModelProblem, SegmentationResult
 from .services.worker import TaskHandle, TorchWorker
 from .state import Comparison, StudioState
 
@@ -90,9 +90,14 @@ class Session(QObject):
 
     def refresh_models(self) -> TaskHandle:
         self.backend.set_model_dirs(self.settings.model_dirs)
-        return self.worker.submit("Finding models", lambda ctx: self.backend.list_models(), key="catalog",
-                                  on_result=self.state.set_catalog,
+        return self.worker.submit("Finding models", lambda ctx: self.backend.read_catalog(), key="catalog",
+                                  on_result=self._on_catalog,
                                   on_error=lambda exc: self._fail("Could not list the models", None, exc))
+
+    def _on_catalog(self, found: tuple[list[ModelInfo], list[ModelProblem]]) -> None:
+        models, problems = found
+        self.state.set_model_problems(problems)
+        self.state.set_catalog(models)
 
     def register_model(self, info: ModelInfo, runner) -> TaskHandle:
         """Offer a model that runs through ``runner`` (e.g. a job's in-process output, or a test double)."""

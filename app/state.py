@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, Signal
 
 from .services.stats import volume_changes
-from .services.types import ClassificationResult, LoadedScan, ModelInfo, SegmentationResult, VolumeChange
+from .services.types import (
+    ClassificationResult,
+    LoadedScan,
+    ModelInfo,
+    ModelProblem,
+    SegmentationResult,
+    VolumeChange,
+)
 
 Result = SegmentationResult | ClassificationResult
 
@@ -24,6 +31,7 @@ class StudioState(QObject):
     region_changed = Signal(str)
     suggested_region_changed = Signal(str)
     catalog_changed = Signal(list)  # every known ModelInfo
+    model_problems_changed = Signal(list)  # ModelProblem: model folders left out of the catalog
     offered_changed = Signal(list)  # ModelInfo valid for the region and modality
     model_changed = Signal(str)  # model id, "" for none
     result_changed = Signal(object)  # Result | None
@@ -35,6 +43,7 @@ class StudioState(QObject):
         self.region: str = ""
         self.suggested_region: str = ""
         self.catalog: list[ModelInfo] = []
+        self.model_problems: list[ModelProblem] = []
         self.offered: list[ModelInfo] = []
         self.model_id: str = ""
         self.result: Result | None = None
@@ -67,6 +76,11 @@ class StudioState(QObject):
     def set_catalog(self, models: list[ModelInfo]) -> None:
         self.catalog = list(models)
         self.catalog_changed.emit(self.catalog)
+
+    def set_model_problems(self, problems: list[ModelProblem]) -> None:
+        if list(problems) != self.model_problems:
+            self.model_problems = list(problems)
+            self.model_problems_changed.emit(self.model_problems)
 
     def set_offered(self, models: list[ModelInfo]) -> None:
         if [m.id for m in models] != [m.id for m in self.offered]:

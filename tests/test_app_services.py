@@ -133,6 +133,38 @@ def test_backend_loads_nifti_and_suggests_a_region(tmp_path):
     assert loaded.suggested_region in Backend().taxonomy.regions
 
 
+def test_a_failing_region_suggestion_never_stops_loading(tmp_path, monkeypatch, caplog):
+    """Any error of the classifier falls back to lorkd_core's heuristic; if that fails too, no suggestion."""
+    import lorkd_core.engine.region_suggest as region_suggest
+
+    path = write_nifti(tmp_path / "ct.nii.gz", tiny_ct())
+    expected = region_suggest.heuristic_region(Backend(include_bundled=False).load(path).scan).region
+
+    def broken(scan, **kwargs):
+        raise RuntimeError("classifier exploded")
+
+    monkeypatch.setattr(region_suggest, "suggest_region", broken)
+    with caplog.at_level("WARNING", logger="lorkd_studio.services.backend"):
+        loaded = Backend(include_bundled=False).load(path)
+    assert loaded.suggested_region == expected
+    assert "classifier exploded" in caplog.text  # logged with its traceback, not swallowed silently
+
+    monkeypatch.setattr(region_suggest, "heuristic_region", broken)
+    loaded = Backend(include_bundled=False).load(path)
+    assert loaded.suggested_region is None and loaded.array.shape == (12, 24, 20)
+
+
+def test_model_folder_with_a_broken_card_is_reported_not_listed(tmp_path):
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "card.json").write_text("{ not json")
+    backend = Backend([tmp_path / "models"], include_bundled=False)
+    models, problems = backend.read_catalog()
+    assert models == [] and backend.list_models() == []
+    assert [p.folder for p in problems] == [broken]
+    assert problems[0].problem.startswith("card is not valid JSON")
+
+
 @pytest.mark.parametrize("kind", ["truncated", "text", "empty", "folder"])
 def test_backend_refuses_bad_input_with_file_and_problem(tmp_path, kind):
     if kind == "truncated":

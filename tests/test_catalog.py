@@ -7,7 +7,7 @@ import json
 import pytest
 from test_inference_tiny import build_models
 
-from lorkd_core.engine.catalog import ModelEntry, entries_for_folder, find_entry, list_models
+from lorkd_core.engine.catalog import ModelEntry, entries_for_folder, find_entry, list_models, read_catalog
 from lorkd_core.engine.model_card import (
     ModelCard,
     load_weights,
@@ -113,6 +113,20 @@ def test_list_models_one_entry_per_region(models):
     teacher = next(e for e in entries if e.kind == "teacher" and e.region == "thorax")
     assert teacher.label_names == {1: "lung_upper_lobe_left", 2: "lung_lower_lobe_left"}
     assert teacher.parameters > 0 and teacher.task == "segmentation" and teacher.modality == "CT"
+
+
+def test_broken_model_folders_are_skipped_and_reported(models, tmp_path):
+    root = tmp_path / "models"
+    _copy(models / "experts", root / "good")
+    (root / "broken").mkdir()
+    (root / "broken" / "card.json").write_text('{"format": "lorkd-model/1"')
+    found = read_catalog([root], include_bundled=False)
+    assert {e.region for e in found.entries} == {"abdomen", "thorax"}
+    assert [p.folder for p in found.problems] == [root / "broken"]
+    assert str(root / "broken" / "card.json") in str(found.problems[0].error)
+    assert list_models([root], include_bundled=False) == found.entries
+    with pytest.raises(ModelError, match="not valid JSON"):
+        list_models([root], include_bundled=False, strict=True)
 
 
 def test_bundled_experts_set_is_kind_experts_set(models, tmp_path, monkeypatch):

@@ -286,7 +286,8 @@ def test_models_cli_segment(corpus, capfd, tmp_path):
 
 def test_models_app_services(corpus):
     """The app lists models through the catalog and runs them through the Predictor: a folder whose card is
-    broken is left out of the list (never a crash); broken weights raise the same ModelError on run."""
+    broken is left out of the list (never a crash) and reported with the card's error; broken weights raise
+    the same ModelError on run."""
     from lorkd_studio.services.backend import Backend
 
     from lorkd_core.engine.model_card import read_card
@@ -295,13 +296,19 @@ def test_models_app_services(corpus):
     problems = []
     for entry in of_kind(corpus, "model"):
         backend = Backend([entry.path], include_bundled=False)
-        models = backend.list_models()
+        models, skipped = backend.read_catalog()
         try:
             read_card(entry.path)
-        except ModelError:
+        except ModelError as exc:
             if models:
                 problems.append(f"{entry.name}: broken card listed as {[m.id for m in models]}")
+            # a folder without card.json is no model folder at all: nothing to report
+            reported = [(entry.path, exc.problem)] if (entry.path / "card.json").exists() else []
+            if [(p.folder, p.problem) for p in skipped] != reported:
+                problems.append(f"{entry.name}: broken card reported as {skipped}, expected {reported}")
             continue
+        if skipped:
+            problems.append(f"{entry.name}: good card reported as broken: {skipped}")
         if len(models) != 1:
             problems.append(f"{entry.name}: {len(models)} models listed")
             continue

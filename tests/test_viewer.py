@@ -311,6 +311,24 @@ def test_importing_the_viewer_loads_neither_torch_nor_pyvista():
     assert out.stdout.strip() == ""
 
 
+def test_the_viewer_preloads_3d_but_leaves_the_garbage_collector_alone():
+    """gc.freeze() is process-wide, so only the application decides it (app/main.py), never the widget."""
+    code = (
+        "import gc, sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from lorkd_studio.viewer import ViewerWidget\n"
+        "from lorkd_studio.viewer.volume_view import preload_3d\n"
+        "w = ViewerWidget()\n"
+        "preload_3d().join(240)\n"
+        "print('pyvista' in sys.modules, gc.get_freeze_count())\n"
+        "w.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["True", "0"]
+
+
 def test_3d_mouse_rotates_and_zooms_the_camera(viewer, abdomen):
     _load(viewer, abdomen)
     if viewer.volume_view.screenshot() is None:

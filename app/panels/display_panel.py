@@ -5,11 +5,12 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QSlider, QWidget
 
+from ..viewer import ViewerWidget
 from .guard import Guard
 
 
 class DisplayPanel(QGroupBox):
-    def __init__(self, viewer, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: ViewerWidget, parent: QWidget | None = None) -> None:
         super().__init__("Display", parent)
         self._viewer = viewer
         self._guard = Guard()
@@ -29,11 +30,10 @@ class DisplayPanel(QGroupBox):
         layout.addRow("", self.surfaces)
         self.preset.currentTextChanged.connect(self._on_preset)
         self.opacity.valueChanged.connect(lambda v: viewer.set_opacity(v / 100.0))
-        self.surfaces.toggled.connect(self._on_surfaces)
+        self.surfaces.toggled.connect(viewer.show_surfaces)
         viewer.set_opacity(self.opacity.value() / 100.0)
-        self._on_surfaces(self.surfaces.isChecked())
-        if hasattr(viewer, "window_changed"):
-            viewer.window_changed.connect(self._on_window_changed)
+        viewer.show_surfaces(self.surfaces.isChecked())
+        viewer.window_changed.connect(self._on_window_changed)
 
     def set_presets(self, presets: dict[str, tuple[float, float]], current: tuple[float, float] | None) -> None:
         self._presets = dict(presets)
@@ -53,9 +53,3 @@ class DisplayPanel(QGroupBox):
                      "Custom")
         with self._guard():
             self.preset.setCurrentText(match)
-
-    def _on_surfaces(self, visible: bool) -> None:
-        try:
-            self._viewer.show_surfaces(visible)
-        except TypeError:
-            self._viewer.show_surfaces()

@@ -9,6 +9,7 @@ from ..services.backend import Backend
 from ..services.stats import relabel_by_name
 from ..services.types import ClassificationResult, LoadedScan, SegmentationResult
 from ..state import StudioState
+from ..viewer import ViewerWidget
 from .display_panel import DisplayPanel
 
 SALIENCY_LEVELS = 8
@@ -17,7 +18,7 @@ SALIENCY_LEVELS = 8
 class ViewerLink(QObject):
     cursor_text = Signal(str)
 
-    def __init__(self, state: StudioState, backend: Backend, viewer, display: DisplayPanel,
+    def __init__(self, state: StudioState, backend: Backend, viewer: ViewerWidget, display: DisplayPanel,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._state, self._backend, self._viewer, self._display = state, backend, viewer, display
@@ -28,8 +29,7 @@ class ViewerLink(QObject):
         state.region_changed.connect(self._on_region)
         state.result_changed.connect(lambda _r: self.refresh_overlay())
         state.comparison_changed.connect(lambda _c: self.refresh_overlay())
-        if hasattr(viewer, "cursor_info"):
-            viewer.cursor_info.connect(self._on_cursor)
+        viewer.cursor_info.connect(self._on_cursor)
 
     def _on_scan(self, loaded: LoadedScan | None) -> None:
         if loaded is None:
@@ -48,7 +48,7 @@ class ViewerLink(QObject):
         loaded = self._state.scan
         if loaded is None or self._auto_window is None:
             return
-        current = self._viewer.window() if callable(getattr(self._viewer, "window", None)) else self._auto_window
+        current = self._viewer.window()
         if tuple(round(v, 3) for v in current) != tuple(round(v, 3) for v in self._auto_window):
             return
         window = self._backend.default_window(loaded, region)
@@ -68,8 +68,7 @@ class ViewerLink(QObject):
         self._viewer.set_structure_visible(label_id, visible)
 
     def set_surface_visible(self, label_id: int, visible: bool) -> None:
-        if hasattr(self._viewer, "set_surface_visible"):
-            self._viewer.set_surface_visible(label_id, visible)
+        self._viewer.set_surface_visible(label_id, visible)
 
     def refresh_overlay(self) -> None:
         result, comparison = self._state.result, self._state.comparison
@@ -88,10 +87,7 @@ class ViewerLink(QObject):
             self._viewer.set_labels(None, {}, {})
 
     def _show_saliency(self, saliency: np.ndarray) -> None:
-        if hasattr(self._viewer, "set_saliency"):
-            self._viewer.set_saliency(saliency)
-            return
-        # Without a heat-map layer in the viewer, quantise into a label overlay with a heat colour ramp.
+        # The viewer has no heat-map layer: quantise into a label overlay with a heat colour ramp.
         s = np.asarray(saliency, dtype=np.float32)
         lo, hi = float(s.min()), float(s.max())
         levels = np.zeros(s.shape, np.int16) if hi <= lo else np.ceil((s - lo) / (hi - lo) * SALIENCY_LEVELS)

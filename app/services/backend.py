@@ -1,33 +1,41 @@
 """The facade over lorkd_core: the only module of the app that calls it.
 
-Methods marked "worker" may import torch and must only run inside a TorchWorker task; the rest are cheap
-and safe on the UI thread. Where a lorkd_core function is not written yet, a stand-in from this package
-keeps the app working; each such switch is a single ``try: import`` here.
+Methods marked "worker" must only run inside a TorchWorker task. The lorkd_core modules they need
+(scan I/O loads SimpleITK; inference and the region classifier load torch) are imported inside them, so
+the window opens on Qt alone; the rest are cheap and safe on the UI thread.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lorkd_core.errors import LorkdError, ModelError, ScanError
+from lorkd_core.regions import load_taxonomy
 
 from . import stats as stats_mod
 from .report import build_report, write_report
-from .taxonomy import TaxonomyView, load_taxonomy_view
 from .types import (
     ClassificationResult,
     LoadedScan,
     ModelInfo,
+    ModelProblem,
     RegionInfo,
     SegmentationResult,
     VolumeChange,
 )
+
+if TYPE_CHECKING:
+    from lorkd_core.engine.catalog import ModelEntry
+    from lorkd_core.io import Scan
+
+LOG = logging.getLogger(__name__)
 
 Result = SegmentationResult | ClassificationResult
 # A model the app runs without lorkd_core's Predictor (test doubles, in-process job outputs): (scan, ctx) -> result
@@ -37,7 +45,7 @@ SCAN_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".png", ".j
 
 class Backend:
     def __init__(self, model_dirs: Sequence[str | Path] = (), *, include_bundled: bool = True) -> None:
-        self.taxonomy: TaxonomyView = load_taxonomy_view()
+        self.taxonomy = load_taxonomy()
         self._model_dirs = [Path(d) for d in model_dirs]
         self._include_bundled = include_bundled
         self._registered: dict[str, tuple[ModelInfo, Runner]] = {}
@@ -47,7 +55,7 @@ class Backend:
     # ---------------------------------------------------------------- regions and display (UI thread)
 
     def regions(self) -> list[RegionInfo]:
-        return list(self.taxonomy.regions.values())
+        return [RegionInfo(r.name, r.display_name, tuple(r.structures)) for r in self.taxonomy.regions.values()]
 
     def region_display_name(self, region: str) -> str:
         info = self.taxonomy.regions.get(region)
@@ -57,14 +65,14 @@ class Backend:
         return {i: self.taxonomy.color_of(n) for i, n in names.items()}
 
     def structure_display_name(self, name: str) -> str:
-        return self.taxonomy.display_name_of(name)
+        display = self.taxonomy.display_name_of(name)
+        return display[:1].upper() + display[1:]
 
     def window_presets(self, loaded: LoadedScan | None) -> dict[str, tuple[float, float]]:
         """Taxonomy presets, plus those from the DICOM header of the loaded scan."""
         presets = {k.replace("_", " ").capitalize(): v for k, v in self.taxonomy.windows.items()}
-        meta = getattr(loaded.scan, "meta", {}) if loaded is not None else {}
-        for name, value in _dicom_windows(meta).items():
-            presets[name] = value
+        for window in loaded.scan.meta.get("windows", []) if loaded is not None else []:
+            presets[f"DICOM {window['name']}"] = (float(window["width"]), float(window["level"]))
         return presets
 
     def default_window(self, loaded: LoadedScan, region: str | None) -> tuple[float, float]:
@@ -72,16 +80,16 @@ class Backend:
             lo, hi = np.percentile(loaded.array[:: max(1, loaded.array.shape[0] // 16)], [1, 99])
             return float(max(hi - lo, 1.0)), float((hi + lo) / 2)
         info = self.taxonomy.regions.get(region or "")
-        name = info.default_window if info else "soft_tissue"
-        return self.taxonomy.windows.get(name, (350.0, 40.0))
+        return info.default_window if info else self.taxonomy.windows["soft_tissue"]
 
     # ---------------------------------------------------------------- scans (worker)
 
     def load(self, path: str | Path, ctx=None) -> LoadedScan:
         """worker: read a scan and suggest its region."""
+        from lorkd_core.io import load_scan
+
         path = Path(path)
         _report(ctx, 0, 3, f"Reading {path.name}")
-        load_scan = _core_function("load_scan") or _fallback("load_scan")
         try:
             scan = load_scan(path)
         except LorkdError:
@@ -94,36 +102,28 @@ class Backend:
         _report(ctx, 3, 3, "Loaded")
         return LoadedScan(scan, region, path)
 
-    def suggest_region(self, scan: Any) -> str | None:
-        """worker: lorkd_core's suggestion when available, else a coarse intensity heuristic."""
-        try:
-            from lorkd_core.engine.region_suggest import suggest_region
-        except ImportError:
-            return _heuristic_region(scan)
-        try:
-            found = suggest_region(scan)
-        except LorkdError:
-            return _heuristic_region(scan)
-        region = getattr(found, "region", found)
-        if isinstance(region, tuple):
-            region = region[0]
-        return region if region in self.taxonomy.regions else _heuristic_region(scan)
+    def suggest_region(self, scan: Scan) -> str | None:
+        """worker: lorkd_core's suggestion (its classifier, else its heuristic). A suggestion is a convenience,
+        so no failure may stop the scan from opening: any error of the classifier falls back to the heuristic
+        (as ``lorkd info`` carries on without it), and when even that cannot run (a grid too large to
+        resample) there is no suggestion and the user picks the region."""
+        from lorkd_core.engine.region_suggest import heuristic_region, suggest_region
+
+        for suggest in (suggest_region, heuristic_region):
+            try:
+                return suggest(scan).region
+            except LorkdError as exc:  # an expected, user-level problem: one line is enough
+                LOG.info("%s: %s", suggest.__name__, exc)
+            except Exception:  # a bug or a broken classifier: keep the traceback for the log
+                LOG.warning("%s failed on %s", suggest.__name__, scan.path, exc_info=True)
+        return None
 
     def load_label_map(self, path: str | Path, like: LoadedScan) -> tuple[np.ndarray, dict[int, str]]:
         """worker: a saved label map and its names (used to reopen a saved result)."""
-        load_label_map = _core_function("load_label_map")
-        if load_label_map is None:
-            import SimpleITK as sitk
+        from lorkd_core.io import load_label_map
 
-            from .fallback_io import load_label_names
-
-            labels = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.int16)
-            if labels.shape != like.array.shape:
-                raise ScanError(f"label map is {labels.shape[::-1]} but the scan is {like.array.shape[::-1]}", path)
-            return labels, load_label_names(Path(path))
-        lm = load_label_map(path, like.scan)
-        names = getattr(lm, "names", None) or getattr(lm, "label_names", None) or {}
-        return np.asarray(lm.array), {int(k): str(v) for k, v in names.items()}
+        label_map = load_label_map(path, like.scan)
+        return label_map.array, dict(label_map.names)
 
     # ---------------------------------------------------------------- models
 
@@ -139,16 +139,19 @@ class Backend:
         with self._lock:
             self._registered.pop(model_id, None)
 
-    def list_models(self) -> list[ModelInfo]:
-        """worker (the catalog reads model cards with torch-backed code)."""
+    def read_catalog(self) -> tuple[list[ModelInfo], list[ModelProblem]]:
+        """worker (reads every model card): the selectable models, and the model folders left out with why."""
+        from lorkd_core.engine.catalog import read_catalog
+
         with self._lock:
             models = [info for info, _ in self._registered.values()]
-        try:
-            from lorkd_core.engine.catalog import list_models
-        except ImportError:
-            return models
-        entries = list_models(self._model_dirs, include_bundled=self._include_bundled)
-        return models + [_model_info(e) for e in entries]
+        catalog = read_catalog(self._model_dirs, include_bundled=self._include_bundled)
+        problems = [ModelProblem(b.folder, b.error.problem) for b in catalog.problems]
+        return models + [_model_info(e) for e in catalog.entries], problems
+
+    def list_models(self) -> list[ModelInfo]:
+        """worker: the selectable models (folders with a broken card are left out; see ``read_catalog``)."""
+        return self.read_catalog()[0]
 
     @staticmethod
     def models_for(models: Sequence[ModelInfo], region: str, modality: str | None) -> list[ModelInfo]:
@@ -168,25 +171,24 @@ class Backend:
             raw = self._predict(loaded, model, ctx)
         _cancel_point(ctx)
         seconds = time.perf_counter() - start
-        if model.task == "classification" or hasattr(raw, "probabilities"):
-            saliency = getattr(raw, "saliency", None)
+        if model.task == "classification":
+            saliency = raw.saliency
             return ClassificationResult({str(k): float(v) for k, v in raw.probabilities.items()},
                                         None if saliency is None else np.asarray(saliency, dtype=np.float32),
                                         model.id, model.region, seconds)
         labels = np.asarray(raw.labels).astype(np.int16, copy=False)
         if labels.shape != loaded.array.shape:
             raise ModelError(f"{model.name} returned a {labels.shape} label map for a {loaded.array.shape} scan")
-        names = {int(k): str(v) for k, v in (getattr(raw, "label_names", None) or model.label_names).items()}
+        names = {int(k): str(v) for k, v in raw.label_names.items()}
         result = SegmentationResult(labels, names, model.id, model.region, seconds=seconds)
         result.stats = stats_mod.structure_stats(labels, loaded.array, loaded.spacing, names)
         return result
 
     def _predict(self, loaded: LoadedScan, model: ModelInfo, ctx) -> Any:
-        try:
-            from lorkd_core.engine.inference import Predictor
-        except ImportError as exc:
-            raise ModelError("inference is not available in this build (lorkd_core.engine.inference is missing)",
-                             model.path) from exc
+        from lorkd_core.engine.inference import Predictor  # torch: on the worker thread only
+
+        if model.entry is None:
+            raise ModelError(f"{model.name} has neither a model folder nor a registered runner", model.path)
         device = ctx.device if ctx is not None else "cpu"
         key = str(device)
         if key not in self._predictors:
@@ -202,18 +204,17 @@ class Backend:
 
     def save_label_map(self, path: str | Path, loaded: LoadedScan, result: SegmentationResult,
                        model: ModelInfo) -> Path:
-        path = _with_suffix(Path(path), ".nii.gz")
-        provenance = {"model": model.id, "model_name": model.name, "region": result.region}
-        save_label_map = _core_function("save_label_map") or _fallback("save_label_map")
-        return Path(save_label_map(path, result.labels, loaded.scan, result.label_names, **provenance))
+        """worker: NIfTI on the scan's grid plus its sidecar JSON (``.nii.gz`` added when the name lacks it)."""
+        from lorkd_core.io import save_label_map
+
+        return save_label_map(path, result.labels, loaded.scan, result.label_names,
+                              model=model.id, model_name=model.name, region=result.region)
 
     def save_dicom_seg(self, path: str | Path, loaded: LoadedScan, result: SegmentationResult,
                        model: ModelInfo) -> Path:
-        save_dicom_seg = _core_function("save_dicom_seg")
-        if save_dicom_seg is None:
-            raise ScanError("DICOM SEG export is not available in this build yet", path)
-        out = save_dicom_seg(Path(path), result.labels, loaded.scan, result.label_names, model=model.name)
-        return Path(out) if out is not None else Path(path)
+        from lorkd_core.io import save_dicom_seg
+
+        return save_dicom_seg(path, result.labels, loaded.scan, result.label_names, model=model.name)
 
     def save_report(self, path: str | Path, loaded: LoadedScan, result: Result, model: ModelInfo,
                     compare: list[VolumeChange] | None = None, compare_model: ModelInfo | None = None) -> Path:
@@ -223,10 +224,8 @@ class Backend:
 
     def demo_source(self) -> Path | None:
         """The bundled demo scan, if the package ships one."""
-        try:
-            from lorkd_resources import resource_path
-        except ImportError:
-            return None
+        from lorkd_resources import resource_path
+
         folder = resource_path("demo")
         if not folder.is_dir():
             return None
@@ -242,35 +241,17 @@ class Backend:
 
     def make_demo_phantom(self, out_dir: Path, ctx=None) -> Path:
         """worker: write an abdomen phantom when no demo scan is bundled (lorkd_core.data.phantoms)."""
-        try:
-            from lorkd_core.data import phantoms
-        except ImportError as exc:
-            raise ScanError("no demo case is bundled and the phantom generator is not available") from exc
+        from lorkd_core.data.phantoms import write_phantom_dataset
+
         _report(ctx, 0, 1, "Generating a demo phantom")
-        return _write_phantom(phantoms, out_dir)
+        manifest = Path(write_phantom_dataset(out_dir, 1, ["abdomen"], seed=0, size=96, findings=False))
+        scans = sorted(manifest.parent.glob("cases/*/ct.nii.gz"))
+        if not scans:
+            raise ScanError("the phantom generator did not produce a scan", out_dir)
+        return scans[0]
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _core_function(name: str, modules: Sequence[str] = ("lorkd_core.io", "lorkd_core.io.writers")) -> Any:
-    """A lorkd_core function wherever it is exported, or None while it is not written yet."""
-    import importlib
-
-    for module in modules:
-        try:
-            fn = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            continue
-        if fn is not None:
-            return fn
-    return None
-
-
-def _fallback(name: str) -> Any:
-    from . import fallback_io
-
-    return getattr(fallback_io, name)
 
 
 def _report(ctx, step: int, total: int, message: str) -> None:
@@ -288,55 +269,15 @@ def _modality_ok(model_modality: str, scan_modality: str) -> bool:
     return scan_modality.upper() in accepted or "ANY" in accepted or scan_modality.upper() == "OT"
 
 
-def _with_suffix(path: Path, suffix: str) -> Path:
-    return path if path.name.endswith((".nii.gz", ".nii")) else path.with_name(path.name + suffix)
-
-
-def _heuristic_region(scan: Any) -> str | None:
-    modality = str(getattr(scan, "modality", "")).upper()
-    if modality == "MR":
-        return "brain"
-    if modality != "CT":
-        return None
-    arr = np.asarray(scan.array)
-    z, y, x = arr.shape
-    core = arr[:, y // 4: 3 * y // 4, x // 4: 3 * x // 4][:: max(1, z // 32), ::4, ::4]
-    lung = float(((core > -950) & (core < -600)).mean())
-    return "thorax" if lung > 0.2 else "abdomen"
-
-
-def _dicom_windows(meta: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    raw = meta.get("window_presets") or meta.get("windows")
-    out: dict[str, tuple[float, float]] = {}
-    if isinstance(raw, dict):
-        items = raw.items()
-    elif isinstance(raw, list):
-        items = ((v.get("name") if isinstance(v, dict) and v.get("name") else f"{i + 1}", v)
-                 for i, v in enumerate(raw))
-    else:
-        items = ()
-    for name, value in items:
-        try:
-            if isinstance(value, dict):
-                width, level = float(value["width"]), float(value.get("level", value.get("center")))
-            else:
-                width, level = (float(v) for v in value)
-            out[f"DICOM {name}"] = (width, level)
-        except (KeyError, TypeError, ValueError):
-            continue
-    return out
-
-
-def _model_info(entry: Any) -> ModelInfo:
-    card = getattr(entry, "card", None)
-    experts = getattr(card, "experts", None)
+def _model_info(entry: ModelEntry) -> ModelInfo:
+    card = entry.card
     ranks = ""
-    if experts is not None and getattr(experts, "ranks", None):
-        rank = experts.ranks.get(entry.region)
+    if card.experts is not None and card.experts.ranks:
+        rank = card.experts.ranks.get(entry.region)
         ranks = f"rank {rank} ({entry.region})" if rank is not None else ""
-    elif card is not None and isinstance(card.extra.get("rank"), int):
+    elif isinstance(card.extra.get("rank"), int):
         ranks = f"rank {card.extra['rank']}"
-    training = dict(getattr(card, "training", {}) or {})
+    training = dict(card.training or {})
     train_text = str(training.get("data", "")) or "not recorded"
     cases = training.get("cases")
     if isinstance(cases, dict) and cases.get(entry.region) is not None:
@@ -346,14 +287,6 @@ def _model_info(entry: Any) -> ModelInfo:
     if training.get("steps"):
         train_text += f" · {training['steps']} steps"
     return ModelInfo(id=entry.id, name=entry.display_name, kind=entry.kind, task=entry.task, region=entry.region,
-                     modality=entry.modality, parameters=int(entry.parameters or 0), ranks=ranks,
-                     training=train_text, dice=entry.dice, label_names=dict(entry.label_names),
-                     path=Path(entry.path), bundled=bool(getattr(entry, "bundled", False)), entry=entry)
-
-
-def _write_phantom(phantoms: Any, out_dir: Path) -> Path:
-    manifest = Path(phantoms.write_phantom_dataset(out_dir, 1, ["abdomen"], seed=0, size=96, findings=False))
-    scans = sorted(manifest.parent.glob("cases/*/ct.nii.gz"))
-    if not scans:
-        raise ScanError("the phantom generator did not produce a scan", out_dir)
-    return scans[0]
+                     modality=entry.modality, parameters=entry.parameters, ranks=ranks, training=train_text,
+                     dice=entry.dice, label_names=dict(entry.label_names), path=entry.path, bundled=entry.bundled,
+                     entry=entry)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-REGION_ORDER = ("abdomen", "brain", "head_neck", "lower_limb", "pelvis", "spine", "thorax", "upper_limb")
+from lorkd_core.regions import REGION_NAMES
+
+if TYPE_CHECKING:  # lorkd_core.io loads SimpleITK: the UI thread only needs the names for annotations
+    from lorkd_core.engine.catalog import ModelEntry
+    from lorkd_core.io import Scan
+
+REGION_ORDER = REGION_NAMES  # for the panels and the command line, which do not import lorkd_core
 
 
 @dataclass(frozen=True)
@@ -16,7 +22,6 @@ class RegionInfo:
     name: str
     display_name: str
     structures: tuple[str, ...] = ()
-    default_window: str = "soft_tissue"
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,20 @@ class ModelInfo:
     label_names: dict[int, str] = field(default_factory=dict)
     path: Path | None = None
     bundled: bool = False
-    entry: Any = None  # the lorkd_core ModelEntry (or a test double's runner)
+    entry: ModelEntry | None = None  # None for a model registered with its own runner (Backend.register_model)
 
     @property
     def kind_label(self) -> str:
         return {"teacher": "Teacher", "expert": "Region expert", "experts-set": "Region expert",
                 "baseline": "Baseline", "user": "User expert"}.get(self.kind, self.kind.title())
+
+
+@dataclass(frozen=True)
+class ModelProblem:
+    """A model folder the catalog had to leave out, and why (the ModelError's text)."""
+
+    folder: Path
+    problem: str
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ class ClassificationResult:
 class LoadedScan:
     """What the app keeps of a scan: the core object plus the suggestion made while loading it."""
 
-    scan: Any  # lorkd_core.io.Scan (or the service's stand-in with the same fields)
+    scan: Scan
     suggested_region: str | None
     source: Path
 
@@ -89,11 +102,11 @@ class LoadedScan:
 
     @property
     def modality(self) -> str:
-        return str(getattr(self.scan, "modality", "OT"))
+        return self.scan.modality
 
     @property
     def is_dicom(self) -> bool:
-        return self.source.is_dir() or str(getattr(self.scan, "meta", {}).get("format", "")).upper().startswith("DICOM")
+        return self.source.is_dir() or str(self.scan.meta.get("format", "")).upper().startswith("DICOM")
 
     @property
     def spacing(self) -> tuple[float, float, float]:

@@ -14,7 +14,6 @@ pyvista is imported on first use (and preloaded on a thread), so the window appe
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 
@@ -208,13 +207,15 @@ class VolumeView(QWidget):
 _preload: threading.Thread | None = None
 
 
-def preload_3d() -> None:
+def preload_3d() -> threading.Thread:
     """Import pyvista and the surface code on a daemon thread (seconds of imports) so the first 3D
-    frame and the first surfaces do not stall the UI thread."""
+    frame and the first surfaces do not stall the UI thread. Started once; returns that thread (an
+    application can wait for it, e.g. to tune the garbage collector afterwards: see app/main.py)."""
     global _preload
     if _preload is None:
         _preload = threading.Thread(target=_import_3d, name="lorkd-3d-preload", daemon=True)
         _preload.start()
+    return _preload
 
 
 def _import_3d() -> None:
@@ -222,7 +223,3 @@ def _import_3d() -> None:
         from . import scene, surfaces  # noqa: F401
     except Exception:  # noqa: BLE001 - the GUI thread's own import reports the problem
         LOG.debug("preloading the 3D modules failed", exc_info=True)
-        return
-    # pyvista and matplotlib add ~200k long-lived objects; freezing them keeps later full garbage
-    # collections (which pause every thread, the UI included) as short as before the import.
-    gc.freeze()

@@ -57,17 +57,31 @@ def bundled_models_dir() -> Path:
     return resource_path("models")
 
 
-def list_models(dirs: Iterable[str | Path] | None = None, *, include_bundled: bool = True,
-                strict: bool = False) -> list[ModelEntry]:
-    """All model entries in the bundled folder (unless ``include_bundled=False``) and in ``dirs``.
+@dataclass(frozen=True)
+class BrokenModel:
+    """A model folder left out of the catalog, with the reason (``str(error)`` names the file and problem)."""
 
-    Broken model folders are skipped, unless ``strict`` is set (then their ModelError propagates).
-    """
+    folder: Path
+    error: ModelError
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What :func:`read_catalog` found: the selectable entries and the folders it had to skip."""
+
+    entries: list[ModelEntry]
+    problems: list[BrokenModel]
+
+
+def read_catalog(dirs: Iterable[str | Path] | None = None, *, include_bundled: bool = True) -> Catalog:
+    """All model entries in the bundled folder (unless ``include_bundled=False``) and in ``dirs``, plus
+    every model folder whose card cannot be read (in the order they were found)."""
     roots: list[tuple[Path, bool]] = []
     if include_bundled:
         roots.append((bundled_models_dir(), True))
     roots += [(Path(d), False) for d in (dirs or [])]
     entries: list[ModelEntry] = []
+    problems: list[BrokenModel] = []
     seen: set[Path] = set()
     for root, bundled in roots:
         for folder in _model_folders(root):
@@ -77,12 +91,21 @@ def list_models(dirs: Iterable[str | Path] | None = None, *, include_bundled: bo
             seen.add(key)
             try:
                 card = read_card(folder)
-            except ModelError:
-                if strict:
-                    raise
+            except ModelError as exc:
+                problems.append(BrokenModel(folder, exc))
                 continue
             entries += entries_for_card(card, bundled=bundled, root=root)
-    return entries
+    return Catalog(entries, problems)
+
+
+def list_models(dirs: Iterable[str | Path] | None = None, *, include_bundled: bool = True,
+                strict: bool = False) -> list[ModelEntry]:
+    """The entries of :func:`read_catalog`. Broken model folders are skipped, unless ``strict`` is set
+    (then the first one's ModelError propagates); use :func:`read_catalog` to learn which were skipped."""
+    catalog = read_catalog(dirs, include_bundled=include_bundled)
+    if strict and catalog.problems:
+        raise catalog.problems[0].error
+    return catalog.entries
 
 
 def entries_for_folder(folder: str | Path, *, bundled: bool = False) -> list[ModelEntry]:

@@ -1,0 +1,87 @@
+"""Connect a JobManager to the session: a finished job's output joins the model folders and the expert
+switcher is refreshed at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .manager import JobManager
+
+
+def install_jobs(session, store_path: str | Path | None = None) -> JobManager:
+    manager = JobManager(session.worker, store_path, parent=session)
+
+    def on_finished(job_id: str, state: str) -> None:
+        if state != "done":
+            return
+        out = Path(manager.get(job_id).out)
+        dirs = session.settings.model_dirs
+        if all(Path(d).resolve() != out for d in dirs):
+            session.settings.model_dirs = [*dirs, out]
+        session.refresh_models()
+        session.message.emit(f"Job finished: new experts in {out}")
+
+    manager.job_finished.connect(on_finished)
+    return manager
+
+
+def store_path_for(settings) -> Path:
+    """``$LORKD_JOBS_FILE``; else beside an explicitly chosen settings file (tests, portable setups);
+    else ``jobs.json`` in the user data directory."""
+    import os
+
+    from PySide6.QtCore import QStandardPaths
+
+    from .manager import STORE_ENV, default_store_path
+
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV])
+    name = getattr(settings, "file_name", "") or ""
+    standard = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericConfigLocation)
+    if name and name != os.devnull and not (standard and name.startswith(standard)):
+        return Path(name).parent / "jobs.json"
+    return default_store_path()
+
+
+def attach_jobs(window) -> JobManager:
+    """Main-window wiring: the Jobs menu ("New decomposition…"), the Jobs dock, and model refreshes."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QAction
+    from PySide6.QtWidgets import QDockWidget, QMenu
+
+    from ..panels.jobs_panel import JobsPanel
+
+    session = window.session
+    manager = install_jobs(session, store_path_for(session.settings))
+    panel = JobsPanel(manager)
+    dock = QDockWidget("Jobs", window)
+    dock.setObjectName("jobsDock")
+    dock.setWidget(panel)
+    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+    dock.setVisible(bool(manager.jobs))
+    window.jobs_panel = panel
+    window.jobs_dock = dock
+
+    def new_job() -> None:
+        from .dialog import JobDialog
+
+        dialog = JobDialog(manager, parent=window)
+        if dialog.exec() and dialog.started is not None:
+            dock.show()
+            dock.raise_()
+
+    menu = QMenu("&Jobs", window)
+    action = QAction("New decomposition…", window)
+    action.setObjectName("newDecompositionAction")
+    action.triggered.connect(new_job)
+    menu.addAction(action)
+    menu.addAction(dock.toggleViewAction())
+    bar = window.menuBar()
+    help_action = next((a for a in bar.actions() if a.text().replace("&", "") == "Help"), None)
+    if help_action is not None:
+        bar.insertMenu(help_action, menu)
+    else:
+        bar.addMenu(menu)
+    window.new_job_action = action
+    manager.job_added.connect(lambda _id: (dock.show(), dock.raise_()))
+    return manager

@@ -1,0 +1,205 @@
+"""Training jobs from the GUI: in-process on the torch worker, subprocesses (torchrun), cancel, kill,
+resume, the persistent store, the panel's curve, and the UI heartbeat while training."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from lorkd_studio.jobs.manager import CANCEL_NAME, JobManager
+from lorkd_studio.jobs.store import JobStore
+from lorkd_studio.jobs.wiring import install_jobs
+from lorkd_studio.panels.jobs_panel import JobsPanel
+from lorkd_studio.services.settings import AppSettings
+from lorkd_studio.services.worker import TorchWorker
+from lorkd_studio.session import Session
+from PySide6.QtCore import QTimer
+from test_engine_train_helpers import make_blob_dataset
+
+from lorkd_core.engine.checkpoint import latest_checkpoint
+from lorkd_core.engine.config import DecomposeConfig, FoundationConfig
+
+pytestmark = pytest.mark.gui
+
+TINY_TEACHER = {"name": "monai.UNet", "kwargs": {"channels": [8, 16], "strides": [2], "num_res_units": 0}}
+TINY_STUDENT = {"name": "monai.UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
+PATCH = (12, 12, 12)
+WAIT = 60000
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_blob_dataset(tmp_path_factory.mktemp("blobs"), cases_per_region=2)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(dataset, tmp_path_factory):
+    from lorkd_core.engine.train import train_foundation
+
+    out = tmp_path_factory.mktemp("teacher")
+    train_foundation(FoundationConfig(data=str(dataset), out=str(out), steps=2, batch_size=3, patch_size=PATCH,
+                                      network=TINY_TEACHER, checkpoint_every=0, warmup_steps=1, device="cpu"))
+    return out
+
+
+def job_cfg(dataset, teacher_dir, out, **changes) -> DecomposeConfig:
+    base = dict(data=str(dataset), out=str(out), teacher=str(teacher_dir), steps=8, batch_size=3, patch_size=PATCH,
+                student=TINY_STUDENT, feature_channels=4, ranks=2, baseline=False, checkpoint_every=0,
+                warmup_steps=1, lr=5e-3, device="cpu", copy_teacher=False)
+    base.update(changes)
+    return DecomposeConfig(**base)
+
+
+@pytest.fixture
+def worker(qtbot):
+    w = TorchWorker("cpu")
+    yield w
+    w.shutdown()
+
+
+@pytest.fixture
+def session(tmp_path, qtbot):
+    s = Session(AppSettings(tmp_path / "settings.ini"))
+    yield s
+    s.shutdown()
+
+
+def wait_state(qtbot, manager, job_id, states, timeout=WAIT):
+    qtbot.waitUntil(lambda: manager.get(job_id).state in states, timeout=timeout)
+    return manager.get(job_id).state
+
+
+def test_store_round_trip_thins_history_and_recovers_running_jobs(worker, tmp_path, qtbot):
+    store = JobStore(tmp_path / "jobs.json")
+    rec = store.new("decompose", {"steps": 2000}, str(tmp_path / "out"), mode="subprocess")
+    rec.total = 2000
+    for step in range(1, 2001):
+        rec.add_point(step, {"loss": 1.0 / step})
+    assert len(rec.history) <= 401 and rec.history[-1]["step"] == 2000
+    rec.state, rec.pid = "running", 999999999  # no such process
+    done = store.new("decompose", {}, str(tmp_path / "done"))
+    done.state = "running"
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "job.json").write_text(json.dumps({"status": "done"}))
+    store.save()
+
+    manager = JobManager(worker, tmp_path / "jobs.json")
+    assert manager.get(rec.id).state == "interrupted" and manager.get(rec.id).resumable
+    assert manager.get(done.id).state == "done"
+    assert JobStore(tmp_path / "jobs.json").get(rec.id).state == "interrupted"  # persisted
+    panel = JobsPanel(manager)
+    qtbot.addWidget(panel)
+    panel.select(rec.id)
+    assert panel.resume_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_inprocess_job_progress_cancel_resume_finish_and_new_experts(session, dataset, teacher_dir, tmp_path,
+                                                                     qtbot):
+    manager = install_jobs(session, tmp_path / "jobs.json")
+    panel = JobsPanel(manager)
+    qtbot.addWidget(panel)
+    out = tmp_path / "run"
+    steps_seen: list[int] = []
+
+    def on_progress(job_id, step, total, metrics):
+        steps_seen.append(step)
+        if step >= 3 and len(steps_seen) and not getattr(on_progress, "sent", False):
+            on_progress.sent = True
+            manager.cancel(job_id)
+
+    manager.job_progress.connect(on_progress)
+    rec = manager.start(job_cfg(dataset, teacher_dir, out, steps=12), mode="inprocess")
+    assert wait_state(qtbot, manager, rec.id, ("cancelled", "failed")) == "cancelled", rec.log
+    manager.job_progress.disconnect(on_progress)
+    assert 3 <= max(steps_seen) < 12
+    assert latest_checkpoint(out / "checkpoint") is not None
+    assert rec.history and all("loss" in p and "kd" in p for p in rec.history)
+    qtbot.waitUntil(lambda: len(panel.curve.points) == len(rec.history), timeout=2000)
+    cut = len(rec.history)
+    panel.select(rec.id)
+    assert panel.resume_button.isEnabled()
+
+    with qtbot.waitSignal(session.state.catalog_changed, timeout=WAIT,
+                          check_params_cb=lambda models: any(m.path and out in m.path.parents for m in models)):
+        panel.resume_button.click()
+        assert wait_state(qtbot, manager, rec.id, ("done", "failed")) == "done", rec.log
+    assert rec.step == 12 and len(rec.history) > cut
+    assert [p["step"] for p in rec.history] == sorted(p["step"] for p in rec.history)
+    qtbot.waitUntil(lambda: len(panel.curve.points) == len(rec.history), timeout=2000)
+    assert "region/abdomen" in panel.curve.series()
+    assert JobStore(tmp_path / "jobs.json").get(rec.id).state == "done"
+    experts = [m for m in session.state.catalog if m.path and out in m.path.parents]
+    assert {m.region for m in experts} >= {"abdomen", "pelvis", "thorax"}
+
+
+def test_ui_heartbeat_during_inprocess_training(worker, dataset, teacher_dir, tmp_path, qtbot):
+    manager = JobManager(worker, tmp_path / "jobs.json")
+    panel = JobsPanel(manager)
+    qtbot.addWidget(panel)
+    panel.show()
+    beats: list[float] = []
+    training = {"on": False}
+
+    def beat():
+        if training["on"]:
+            beats.append(time.perf_counter())
+
+    timer = QTimer(interval=10)
+    timer.timeout.connect(beat)
+    timer.start()
+    manager.job_progress.connect(lambda _id, step, *_: training.__setitem__("on", step > 0))
+    rec = manager.start(job_cfg(dataset, teacher_dir, tmp_path / "hb", steps=25), mode="inprocess")
+    assert wait_state(qtbot, manager, rec.id, ("done", "failed")) == "done", rec.log
+    timer.stop()
+    gaps = [b - a for a, b in zip(beats, beats[1:])]
+    assert len(gaps) > 10
+    assert max(gaps) < 0.150, f"worst UI gap {max(gaps) * 1000:.0f} ms"
+
+
+def test_subprocess_killed_is_interrupted_then_resume_completes(worker, dataset, teacher_dir, tmp_path, qtbot):
+    manager = JobManager(worker, tmp_path / "jobs.json")
+    out = tmp_path / "sub"
+    killed = {"done": False}
+
+    def on_progress(job_id, step, total, metrics):
+        if step >= 4 and not killed["done"]:
+            killed["done"] = True
+            manager.process(job_id).kill()
+
+    manager.job_progress.connect(on_progress)
+    rec = manager.start(job_cfg(dataset, teacher_dir, out, steps=30, checkpoint_every=2), mode="subprocess")
+    assert wait_state(qtbot, manager, rec.id, ("interrupted", "failed", "done")) == "interrupted", rec.log
+    assert latest_checkpoint(out / "checkpoint") is not None
+    # a new app instance sees the job as interrupted too
+    assert JobManager(worker, tmp_path / "jobs.json").get(rec.id).state == "interrupted"
+    manager.resume(rec.id)
+    assert wait_state(qtbot, manager, rec.id, ("interrupted", "failed", "done")) == "done", rec.log
+    assert (out / "experts" / "card.json").is_file() and rec.step == 30
+    assert not (out / CANCEL_NAME).exists()
+
+
+@pytest.mark.slow
+def test_subprocess_job_with_two_processes_under_torchrun(worker, dataset, teacher_dir, tmp_path, qtbot):
+    manager = JobManager(worker, tmp_path / "jobs.json")
+    out = tmp_path / "ddp"
+    rec = manager.start(job_cfg(dataset, teacher_dir, out, steps=4, batch_size=2), mode="subprocess",
+                        processes=2)
+    assert wait_state(qtbot, manager, rec.id, ("interrupted", "failed", "done"), timeout=120000) == "done", \
+        "\n".join(rec.log)
+    assert any("2 process(es)" in line for line in rec.log)
+    assert rec.step == 4 and rec.history
+    assert json.loads((out / "experts" / "card.json").read_text())["training"]["processes"] == 2
+
+
+def test_finished_job_is_evaluated_and_the_table_shown(worker, dataset, teacher_dir, tmp_path, qtbot):
+    manager = JobManager(worker, tmp_path / "jobs.json")
+    panel = JobsPanel(manager)
+    qtbot.addWidget(panel)
+    cfg = job_cfg(dataset, teacher_dir, tmp_path / "ev", steps=2, baseline=True, baseline_steps=1, copy_teacher=True)
+    with qtbot.waitSignal(manager.evaluated, timeout=WAIT) as blocker:
+        rec = manager.start(cfg, mode="inprocess", evaluate=True)
+    text = blocker.args[1]
+    assert "abdomen" in text and rec.evaluation == text
+    qtbot.waitUntil(lambda: "abdomen" in panel.evaluation.toPlainText(), timeout=2000)
+    assert (tmp_path / "ev" / "evaluation.md").is_file()
