@@ -68,3 +68,11 @@ def test_main_window_has_jobs_menu_and_dock(tmp_path, qtbot, monkeypatch):
         assert window.jobs.store.path == tmp_path / "jobs.json"
     finally:
         window.close()
+
+
+def test_memory_estimate_is_checked_against_the_machine():
+    from lorkd_studio.jobs.dialog import machine_memory, memory_problem
+
+    assert machine_memory() > 0
+    assert memory_problem(10 * machine_memory(), "cpu").startswith("the job needs about")
+    assert memory_problem(1024, "cpu") == ""

@@ -264,6 +264,9 @@ class JobDialog(QDialog):
 
             def decided(pf) -> None:
                 self._busy(False)
+                too_big = memory_problem(pf.memory_bytes, cfg.device)
+                if too_big:
+                    pf.problems.append(too_big)
                 text = _data_text(counts, data_problems) + "\n" + _preflight_text(pf)
                 self.report.setPlainText(text)
                 if pf.problems:
@@ -277,6 +280,33 @@ class JobDialog(QDialog):
                                                              self.report.setPlainText(f"Preflight failed: {exc}")))
 
         self._prepare(checked)
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (0 when unknown)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def memory_problem(estimate: int, device: str) -> str:
+    """A problem when the estimate exceeds 80% of the memory the job would run in ("" when it fits)."""
+    available, where = machine_memory(), "this machine's memory"
+    if device in ("cuda", "auto"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                available, where = int(torch.cuda.get_device_properties(0).total_memory), "the GPU's memory"
+        except Exception:  # noqa: BLE001 - no usable CUDA: keep the machine's memory
+            pass
+    if available and estimate > 0.8 * available:
+        return (f"the job needs about {estimate / 2**30:.1f} GiB but {where} is {available / 2**30:.1f} GiB: "
+                "lower the batch size or the patch size")
+    return ""
 
 
 def _data_text(counts: dict[str, int], problems: list[str]) -> str:

@@ -122,6 +122,7 @@ class JobsPanel(QWidget):
         row = self._rows.get(job_id)
         if row is not None:
             self.table.selectRow(row)
+            self._update_detail()
 
     def _on_selection(self) -> None:
         self._update_detail()
