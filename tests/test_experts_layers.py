@@ -115,7 +115,7 @@ def test_eks_equals_per_region_loop(name, factory, shape, impl):
             assert (ref - base).abs().max() > 1e-2, batch
 
 
-@pytest.mark.parametrize("impl", ["gather", "lowrank", "paper"])
+@pytest.mark.parametrize("impl", ["gather", "lowrank", "lowrank_grouped", "paper"])
 @pytest.mark.parametrize("name,factory,shape", LAYERS, ids=[c[0] for c in LAYERS])
 def test_gradient_separation(name, factory, shape, impl):
     index = torch.tensor([3, 0, 0, 3, 2])  # a, d and rank-0 c present; b absent

@@ -96,7 +96,7 @@ def test_whole_network_eks_equals_per_region_loop(name):
         with active_regions(net, None):
             base = net(x)
         assert (ref - base).abs().max() > 1e-3  # experts are live
-        for impl in ("auto", "lowrank", "paper"):
+        for impl in ("auto", "gather", "lowrank", "lowrank_grouped", "paper"):
             set_default_eks_impl(impl)
             with active_regions(net, index):
                 y = net(x)

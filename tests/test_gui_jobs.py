@@ -3,6 +3,7 @@ resume, the persistent store, the panel's curve, and the UI heartbeat while trai
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 
@@ -128,6 +129,7 @@ def test_inprocess_job_progress_cancel_resume_finish_and_new_experts(session, da
     assert [p["step"] for p in rec.history] == sorted(p["step"] for p in rec.history)
     qtbot.waitUntil(lambda: len(panel.curve.points) == len(rec.history), timeout=2000)
     assert "region/abdomen" in panel.curve.series()
+    manager.flush()
     assert JobStore(tmp_path / "jobs.json").get(rec.id).state == "done"
     experts = [m for m in session.state.catalog if m.path and out in m.path.parents]
     assert {m.region for m in experts} >= {"abdomen", "pelvis", "thorax"}
@@ -149,20 +151,29 @@ def test_ui_heartbeat_during_inprocess_training(worker, dataset, teacher_dir, tm
     beats: list[float] = []
     training = {"on": False}
 
+    marks: list[tuple[float, int]] = []
+
     def beat():
         if training["on"]:
             beats.append(time.perf_counter())
 
+    gc.collect()  # measure the training, not the collection of earlier tests' garbage
     timer = QTimer(interval=10)
     timer.timeout.connect(beat)
     timer.start()
-    manager.job_progress.connect(lambda _id, step, *_: training.__setitem__("on", step > 0))
+    def on_progress(_id, step, *_):
+        training["on"] = step > 0
+        marks.append((time.perf_counter(), step))
+
+    manager.job_progress.connect(on_progress)
     rec = manager.start(job_cfg(dataset, teacher_dir, tmp_path / "hb", steps=25), mode="inprocess")
     assert wait_state(qtbot, manager, rec.id, ("done", "failed")) == "done", rec.log
     timer.stop()
     gaps = [b - a for a, b in zip(beats, beats[1:])]
     assert len(gaps) > 10
-    assert max(gaps) < 0.150, f"worst UI gap {max(gaps) * 1000:.0f} ms"
+    worst = max(range(len(gaps)), key=gaps.__getitem__)
+    last_step = max((st for t, st in marks if t <= beats[worst]), default=0)
+    assert max(gaps) < 0.150, f"worst UI gap {max(gaps) * 1000:.0f} ms after step {last_step} of 25"
 
 
 @pytest.mark.slow
@@ -181,6 +192,7 @@ def test_subprocess_killed_is_interrupted_then_resume_completes(worker, dataset,
     assert wait_state(qtbot, manager, rec.id, ("interrupted", "failed", "done")) == "interrupted", rec.log
     assert latest_checkpoint(out / "checkpoint") is not None
     # a new app instance sees the job as interrupted too
+    manager.flush()
     assert JobManager(worker, tmp_path / "jobs.json").get(rec.id).state == "interrupted"
     manager.resume(rec.id)
     assert wait_state(qtbot, manager, rec.id, ("interrupted", "failed", "done")) == "done", rec.log

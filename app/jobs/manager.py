@@ -73,6 +73,10 @@ class JobManager(QObject):
     def is_live(self, job_id: str) -> bool:
         return job_id in self._tasks or job_id in self._procs
 
+    def flush(self) -> None:
+        """Wait until the job list on disk is up to date (saves happen on a writer thread)."""
+        self.store.flush()
+
     def process(self, job_id: str) -> ProcessRun | None:
         return self._procs.get(job_id)
 
@@ -131,7 +135,7 @@ class JobManager(QObject):
             self._launch_process(rec, cfg, resume)
         else:
             self._launch_task(rec, cfg, resume)
-        self.store.save()
+        self.store.save(background=True)
         self.job_changed.emit(rec.id)
 
     def _launch_task(self, rec: JobRecord, cfg: DecomposeConfig, resume: bool) -> None:
@@ -189,7 +193,7 @@ class JobManager(QObject):
         if rec.state == "queued":
             rec.state = "running"
             rec.pid = pid
-            self.store.save()
+            self.store.save(background=True)
             self.job_changed.emit(job_id)
 
     # ---------------------------------------------------------------- reports
@@ -228,7 +232,7 @@ class JobManager(QObject):
         now = time.monotonic()
         if now - self._last_save >= SAVE_EVERY_S:
             self._last_save = now
-            self.store.save()
+            self.store.save(background=True)
 
     def _log(self, job_id: str, line: str) -> None:
         self.get(job_id).add_log(line)
@@ -246,7 +250,7 @@ class JobManager(QObject):
         rec.pid = None
         rec.eta_s = None
         rec.add_log(f"{state}" + (f": {error}" if error else ""))
-        self.store.save()
+        self.store.save(background=True)
         self.job_changed.emit(job_id)
         self.job_finished.emit(job_id, state)
         if state == "done" and rec.evaluate:
@@ -273,7 +277,7 @@ class JobManager(QObject):
 
         def done(text: str) -> None:
             rec.evaluation = text
-            self.store.save()
+            self.store.save(background=True)
             self.evaluated.emit(job_id, text)
             self.job_changed.emit(job_id)
 

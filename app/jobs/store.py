@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ class JobStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.jobs: dict[str, JobRecord] = {}
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
         self.load()
 
     def load(self) -> None:
@@ -96,8 +99,23 @@ class JobStore:
                 continue
             self.jobs[rec.id] = rec
 
-    def save(self) -> None:
-        write_json_atomic(self.path, {"format": "lorkd-jobs/1", "jobs": [asdict(r) for r in self.jobs.values()]})
+    def save(self, *, background: bool = False) -> None:
+        """Write the list atomically. ``background``: serialise now, write (with its fsync, which can take
+        a while on a busy disk) on a writer thread, so progress updates never stall the caller."""
+        snapshot = {"format": "lorkd-jobs/1", "jobs": [asdict(r) for r in self.jobs.values()]}
+        if not background:
+            self.flush()
+            write_json_atomic(self.path, snapshot)
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorkd-job-store")
+        self._pending = self._writer.submit(write_json_atomic, self.path, snapshot)
+
+    def flush(self) -> None:
+        """Wait for a background write (so a later synchronous write is never overtaken)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def new(self, type_: str, config: dict[str, Any], out: str, **fields: Any) -> JobRecord:
         rec = JobRecord(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], type=type_, config=config,

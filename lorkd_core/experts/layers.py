@@ -37,7 +37,7 @@ from lorkd_core.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     from lorkd_core.experts.routing import Routing
 
-EKS_IMPLS = ("auto", "gather", "lowrank", "paper")
+EKS_IMPLS = ("auto", "gather", "lowrank", "lowrank_grouped", "paper")
 _default_eks_impl = "auto"
 
 
@@ -225,10 +225,30 @@ class ExpertLayer(nn.Module):
         if len(routing.present) == 1:
             return self._forward_single(x, self.regions[routing.present[0]])
         if impl == "auto":
-            impl = self.auto_impl
+            impl = self._auto_impl(x, routing)
         if impl == "lowrank":
             return self._forward_lowrank(x, routing, present)
+        if impl == "lowrank_grouped":
+            return self._forward_lowrank_grouped(x, routing)
         return self._forward_gather(x, routing)
+
+    def _auto_impl(self, x: torch.Tensor, routing: Routing) -> str:
+        if self.auto_impl != "gather":
+            return self.auto_impl
+        # Per-sample weights cost O(batch x |W|) on top of the conv, the grouped low-rank path
+        # O(batch x S_out x r x (fan_in + out)) at a poor efficiency (r output channels). Measured on CPU
+        # (benchmarks/eks.py): the low-rank path wins once |W| > 0.15 x S_out x r x (fan_in + out), i.e. in
+        # the deep, small-resolution layers of a UNet; the full-resolution layers prefer per-sample weights.
+        r = max(self.ranks[self.regions[t]] for t in routing.present)
+        size = self.out_features * self.fan_in
+        return (
+            "lowrank_grouped"
+            if 20 * size > 3 * self._spatial_out(x) * r * (self.fan_in + self.out_features)
+            else "gather"
+        )
+
+    def _spatial_out(self, x: torch.Tensor) -> int:
+        return 1
 
     def _forward_single(self, x: torch.Tensor, region: str) -> torch.Tensor:
         m = self._delta_matrix(region)
@@ -236,27 +256,40 @@ class ExpertLayer(nn.Module):
             return self.base_layer(x)
         return self._call(x, self.base_layer.weight + self._matrix_to_weight(m), self.base_layer.bias)
 
-    def _forward_gather(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
-        # Gather the small factors per sample and build all per-sample deltas with one bmm: no full-size
-        # delta for absent regions, and the backward of the gather works on factors, not on weights.
-        dev = routing.on(x.device)
+    def _per_sample_factors(self, routing: Routing) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A`` (batch, r, fan_in) and ``scale * B`` (batch, out, r) of each sample's region, padded to the
+        largest rank present (zero rows/columns add nothing). Only present regions are touched, so absent
+        ones get no gradient; the gather works on factors, never on full-size weights, and takes a
+        handful of ops whatever the number of regions (small layers are dominated by per-op cost)."""
         w0 = self.base_layer.weight
         rmax = max(self.ranks[self.regions[t]] for t in routing.present)
-        a_list, b_list = [], []
+        a_of: dict[int, torch.Tensor] = {}
+        b_of: dict[int, torch.Tensor] = {}
+        scale_of: dict[int, float] = {}
         for t in routing.present:
             name = self.regions[t]
             factors = self.experts[name] if name in self.experts else None
             if factors is None:
-                a_list.append(w0.new_zeros(rmax, self.fan_in))
-                b_list.append(w0.new_zeros(self.out_features, rmax))
+                a_of[t] = w0.new_zeros(rmax, self.fan_in)
+                b_of[t] = w0.new_zeros(self.out_features, rmax)
+                scale_of[t] = 1.0
                 continue
             pad = rmax - factors.rank
-            a, b = factors.A, factors.B * self.scales[name]
-            a_list.append(F.pad(a, (0, 0, 0, pad)) if pad else a)
-            b_list.append(F.pad(b, (0, pad)) if pad else b)
-        a_all, b_all = torch.stack(a_list), torch.stack(b_list)  # (P, r, fan_in), (P, out, r)
-        if not dev.identity:
-            a_all, b_all = a_all.index_select(0, dev.position), b_all.index_select(0, dev.position)
+            a_of[t] = F.pad(factors.A, (0, 0, 0, pad)) if pad else factors.A
+            b_of[t] = F.pad(factors.B, (0, pad)) if pad else factors.B
+            scale_of[t] = self.scales[name]
+        a_all = torch.stack([a_of[t] for t in routing.index_list])
+        b_all = torch.stack([b_of[t] for t in sorted(routing.index_list)])
+        scales = {scale_of[t] for t in routing.present}
+        if len(scales) == 1:
+            scale = scales.pop()
+            return a_all, (b_all if scale == 1.0 else b_all * scale)
+        per_sample = torch.tensor([scale_of[t] for t in routing.index_list], dtype=w0.dtype, device=w0.device)
+        return a_all, b_all * per_sample.view(-1, 1, 1)
+
+    def _forward_gather(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        a_all, b_all = self._per_sample_factors(routing)
+        w0 = self.base_layer.weight
         n = a_all.shape[0]
         if isinstance(self, ExpertConvTranspose):
             weights = w0.unsqueeze(0) + self._matrix_to_weight(torch.bmm(b_all, a_all))
@@ -264,6 +297,13 @@ class ExpertLayer(nn.Module):
             w0_rows = w0.reshape(1, self.out_features, self.fan_in).expand(n, -1, -1)
             weights = torch.baddbmm(w0_rows, b_all, a_all).view(n, *w0.shape)
         return self._call_per_sample(x, weights, self.base_layer.bias)
+
+    def _forward_lowrank_grouped(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        a_all, b_all = self._per_sample_factors(routing)
+        y = self.base_layer(x)
+        h = self._call_per_sample(x, self._factor_to_weight(a_all), None)  # (batch, r, ...) per-sample A
+        # y is a fresh non-leaf output whose backward does not need its value: in-place add is safe.
+        return y.add_(self._apply_b_per_sample(h, b_all))
 
     def _forward_paper(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         w0 = self.base_layer.weight
@@ -302,7 +342,17 @@ class ExpertLayer(nn.Module):
         raise NotImplementedError
 
     def _lowrank(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``b @ (a x)`` for one region: ``a`` applied as a layer with r outputs, then ``b`` per position."""
+        h = self._call(x, self._factor_to_weight(a), None)
+        return self._apply_b_per_sample(h, b.expand(h.shape[0], *b.shape))
+
+    def _factor_to_weight(self, a: torch.Tensor) -> torch.Tensor:
+        """(.., r, fan_in) -> the base weight's layout with ``out`` replaced by r."""
         raise NotImplementedError
+
+    def _apply_b_per_sample(self, h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """h (batch, r, *spatial) channel-first, b (batch, out, r) -> (batch, out, *spatial)."""
+        return torch.bmm(b, h.flatten(2)).view(h.shape[0], b.shape[1], *h.shape[2:])
 
     def extra_repr(self) -> str:
         ranks = ", ".join(f"{t}={r}" for t, r in self.ranks.items())
@@ -343,11 +393,11 @@ class ExpertConv(ExpertLayer):
         y = self._conv(x.reshape(1, n * x.shape[1], *x.shape[2:]), w, b, c.stride, c.padding, c.dilation, n)
         return y.view(n, -1, *y.shape[2:])
 
-    def _lowrank(self, x, a, b):
-        c = self.base_layer
-        w = c.weight
-        h = self._conv(x, a.view(a.shape[0], *w.shape[1:]), None, c.stride, c.padding, c.dilation, 1)
-        return torch.matmul(b, h.flatten(2)).view(h.shape[0], b.shape[0], *h.shape[2:])
+    def _factor_to_weight(self, a):
+        return a.reshape(*a.shape[:-1], *self.base_layer.weight.shape[1:])
+
+    def _spatial_out(self, x):
+        return max(1, math.prod(x.shape[2:]) // math.prod(self.base_layer.stride))
 
 
 class ExpertConvTranspose(ExpertLayer):
@@ -395,12 +445,14 @@ class ExpertConvTranspose(ExpertLayer):
         )
         return y.view(n, -1, *y.shape[2:])
 
-    def _lowrank(self, x, a, b):
-        c = self.base_layer
-        w = c.weight
-        a_w = a.view(a.shape[0], w.shape[0], *w.shape[2:]).transpose(0, 1)
-        h = self._conv(x, a_w, None, c.stride, c.padding, c.output_padding, 1, c.dilation)
-        return torch.matmul(b, h.flatten(2)).view(h.shape[0], b.shape[0], *h.shape[2:])
+    def _factor_to_weight(self, a):
+        w = self.base_layer.weight
+        lead = a.shape[:-2]
+        # (.., r, in*k) -> (.., r, in, *k) -> (.., in, r, *k)
+        return a.reshape(*lead, a.shape[-2], w.shape[0], *w.shape[2:]).transpose(len(lead), len(lead) + 1)
+
+    def _spatial_out(self, x):
+        return math.prod(x.shape[2:]) * math.prod(self.base_layer.stride)
 
 
 class ExpertLinear(ExpertLayer):
@@ -432,6 +484,16 @@ class ExpertLinear(ExpertLayer):
 
     def _lowrank(self, x, a, b):
         return F.linear(F.linear(x, a), b)
+
+    def _factor_to_weight(self, a):
+        return a
+
+    def _apply_b_per_sample(self, h, b):
+        n, r = h.shape[0], h.shape[-1]
+        return torch.bmm(h.reshape(n, -1, r), b.transpose(1, 2)).view(*h.shape[:-1], b.shape[1])
+
+    def _spatial_out(self, x):
+        return max(1, math.prod(x.shape[1:-1]))
 
 
 EXPERT_LAYER_TYPES: tuple[type[ExpertLayer], ...] = (ExpertConv, ExpertConvTranspose, ExpertLinear)

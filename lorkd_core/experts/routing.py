@@ -25,10 +25,8 @@ class DeviceRouting:
     """The routing's tensors on one device."""
 
     index: torch.Tensor  # (B,) region index per sample
-    position: torch.Tensor  # (B,) position of each sample's region in ``Routing.present``
     selection: dict[int, slice | torch.Tensor]  # region -> its samples (a slice when contiguous)
     indices: dict[int, torch.Tensor]  # region -> its sample indices
-    identity: bool  # position[i] == i: one sample per present region, in region order
 
 
 @dataclass
@@ -38,6 +36,7 @@ class Routing:
     region: int | None = None
     index: torch.Tensor | None = None  # CPU copy, mixed only
     present: tuple[int, ...] = ()
+    index_list: tuple[int, ...] = ()  # the region of each sample, host side
     _devices: dict[torch.device, DeviceRouting] = field(default_factory=dict, repr=False)
 
     @property
@@ -59,19 +58,16 @@ class Routing:
             return cached
         assert self.index is not None
         index = self.index
-        position = torch.empty_like(index)
         selection: dict[int, slice | torch.Tensor] = {}
         indices: dict[int, torch.Tensor] = {}
-        for pos, t in enumerate(self.present):
+        for t in self.present:
             where = (index == t).nonzero().flatten()
-            position[where] = pos
             idx = where.to(device)
             indices[t] = idx
             lo, hi = int(where[0]), int(where[-1]) + 1
             # A contiguous run is a view of the batch, no copy.
             selection[t] = slice(lo, hi) if hi - lo == where.numel() else idx
-        identity = bool(torch.equal(position, torch.arange(len(position))))
-        routed = DeviceRouting(index.to(device), position.to(device), selection, indices, identity)
+        routed = DeviceRouting(index.to(device), selection, indices)
         self._devices[device] = routed
         return routed
 
@@ -115,7 +111,8 @@ def make_routing(regions: Sequence[str], index: RegionIndex) -> Routing:
         lo, hi = int(cpu.min()), int(cpu.max())
         if lo < 0 or hi >= n:
             raise ConfigError(f"region index values must be in 0..{n - 1}, got {lo}..{hi}")
-        return Routing("mixed", n, index=cpu, present=tuple(sorted(set(cpu.tolist()))))
+        values = tuple(cpu.tolist())
+        return Routing("mixed", n, index=cpu, present=tuple(sorted(set(values))), index_list=values)
     if isinstance(index, bool):
         raise ConfigError("a region index cannot be a bool")
     if isinstance(index, int) or hasattr(index, "__index__"):
