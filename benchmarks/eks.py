@@ -5,10 +5,10 @@
 
 Variants, all on the same mixed batch in which every region is present:
   plain         the student UNet without experts
-  eks           region experts, EKS with the default implementation (``auto``: per-sample weights for convs)
+  eks           region experts, EKS with the default implementation (``auto``: per-sample weights in the
+                high-resolution convs, the grouped low-rank path in the deep ones)
   eks_lowrank   EKS with the low-rank path (base conv over the batch + B_t(A_t x_t) per present region)
-  eks_gather    EKS with per-sample weights forced everywhere (convs and linears; same as eks on a UNet,
-                so only run when asked for with --variants)
+  eks_gather    EKS with per-sample weights forced in every layer (only run when asked for with --variants)
   loop          split the batch by region, run the single-region mode per region, reassemble
   paper         the paper's formulation: one-hot (B x T) times all T full-size deltas, grouped conv
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 REGIONS = ["abdomen", "brain", "head_neck", "lower_limb", "pelvis", "spine", "thorax", "upper_limb"]
 VARIANTS = ["plain", "eks", "eks_lowrank", "eks_gather", "loop", "paper"]
-# eks_gather equals eks on a network without Linear layers, so it is not run unless asked for.
+# eks_gather differs from eks only in the deep layers; run it with --variants when needed.
 DEFAULT_VARIANTS = ["plain", "eks", "eks_lowrank", "loop", "paper"]
 TARGETS = {"eks/plain": ("<=", 1.25), "loop/eks": (">=", 1.5), "eks_mem/paper_mem": ("<=", 1.0)}
 

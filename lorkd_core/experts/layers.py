@@ -8,18 +8,22 @@ for this region here": no parameters and a zero delta.
 
 Three ways to run, chosen by the routing set with :func:`lorkd_core.experts.routing.set_active_regions`:
 ``None`` (backbone only), one region for the whole batch (``W0 + dW_t`` built once, an ordinary call) or a
-per-sample region index (EKS, a mixed batch). EKS implementations (``eks_impl``):
+per-sample region index (EKS, a mixed batch). Every EKS implementation touches only the regions present in
+the batch (``eks_impl``, per layer, else the process default):
 
-- ``gather``: per-sample weights ``W0 + dW[index]`` with deltas built only for the regions present, then
-  one grouped conv (``groups = batch``) or a batched matmul.
+- ``gather``: per-sample weights ``W0 + B_t A_t`` (the factors gathered per sample, one batched matmul),
+  then one grouped conv (``groups = batch``) or a batched matmul.
 - ``lowrank``: ``base(x)`` over the whole batch plus, per present region, ``B_t (A_t x_t)`` on that
   region's samples only, added back with ``index_add``. No full-size delta at all.
+- ``lowrank_grouped``: ``base(x)`` plus ``B_b (A_b x_b)`` for every sample in one grouped conv (r outputs
+  per sample) and one batched matmul.
 - ``paper``: the paper's formulation, kept as a reference for tests and benchmarks: all ``T`` full-size
   deltas, a ``(B, T, |W|)`` one-hot product summed over ``T``, then the grouped conv.
-- ``auto`` (default): ``gather`` for convolutions, ``lowrank`` for linear layers. On CPU, PyTorch runs
-  convolutions with batch 1 or very few output channels (the ``A_t`` conv) on a slow native kernel instead
-  of oneDNN, which makes ``lowrank`` convs 2-8x slower than ``gather`` (see benchmarks/eks.py); for linear
-  layers the low-rank matmuls are cheaper and never materialise ``batch x |W|`` weights.
+- ``auto`` (default): convolutions use ``gather`` where activations dominate (high resolution) and
+  ``lowrank_grouped`` where the weight dominates (deep, low resolution); linear layers use ``lowrank``.
+  Measured on CPU (benchmarks/eks.py): PyTorch runs batch-1 or few-channel 3D convs (the ``A_t`` conv of
+  ``lowrank``) on a slow native kernel instead of oneDNN, which makes ``lowrank`` 2-6x slower than
+  ``gather`` per layer; per-sample weights cost O(batch x |W|) extra, which only matters in deep layers.
 """
 
 from __future__ import annotations
@@ -279,7 +283,7 @@ class ExpertLayer(nn.Module):
             b_of[t] = F.pad(factors.B, (0, pad)) if pad else factors.B
             scale_of[t] = self.scales[name]
         a_all = torch.stack([a_of[t] for t in routing.index_list])
-        b_all = torch.stack([b_of[t] for t in sorted(routing.index_list)])
+        b_all = torch.stack([b_of[t] for t in routing.index_list])
         scales = {scale_of[t] for t in routing.present}
         if len(scales) == 1:
             scale = scales.pop()
