@@ -41,15 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
+    from .qt_fixes import protect_singletons
     from .screenshot import ScreenshotRun
     from .services.settings import AppSettings
     from .session import Session
     from .theme import apply_dark_theme
 
+    protect_singletons()  # PySide6 6.12 + Python 3.11: each Signal.emit would cost True one reference
     app = QApplication.instance() or QApplication(["lorkd-studio"])
     app.setApplicationName("LoRKD Studio")
     app.setOrganizationName("LoRKD")
     apply_dark_theme(app)
+    loop = _install_event_loop(app)  # before the window: subprocess jobs are watched on this loop
 
     scratch = None
     if args.screenshot:
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.model_override = args.model
         window.show()
         window.start(args.scan)
-    _run_event_loop(app)
+    _run_event_loop(app, loop)
     if scratch is not None:
         scratch.cleanup()
     return result["code"]
@@ -115,20 +118,26 @@ def freeze_gc_after_3d_preload(app) -> None:
     timer.start()
 
 
-def _run_event_loop(app) -> None:
-    """qasync's asyncio loop (so jobs can await subprocesses); plain Qt when qasync cannot start."""
+def _install_event_loop(app):
+    """qasync's asyncio loop on Qt's event loop (app/aio.py), or None when it cannot be made (the app then
+    runs on plain Qt, and subprocess jobs say that they cannot be watched)."""
     try:
-        import asyncio
+        from .aio import install
 
-        import qasync
-
-        loop = qasync.QEventLoop(app)
+        return install(app)
     except Exception as exc:  # any failure here must not keep the app from running
         print(f"lorkd-studio: warning: asyncio integration unavailable ({exc}); running without it",
               file=sys.stderr)
+        return None
+
+
+def _run_event_loop(app, loop) -> None:
+    """Run the app: the qasync loop until the application quits (plain ``app.exec()`` without one)."""
+    if loop is None:
         app.exec()
         return
-    asyncio.set_event_loop(loop)
+    import asyncio
+
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
     with loop:

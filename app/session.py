@@ -11,9 +11,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from lorkd_core.errors import LorkdError
-
 from .services.backend import Backend
+from .services.core import LorkdError
 from .services.settings import AppSettings
 from .services.types import LoadedScan, ModelInfo, ModelProblem, SegmentationResult
 from .services.worker import TaskHandle, TorchWorker

@@ -1,9 +1,11 @@
-"""The "New decomposition" dialog: dataset, teacher, student, ranks, optimisation, device and where to run.
+"""The job dialog: a job type (decompose a teacher, or adapt one region's expert), its data, its settings,
+the device and where to run.
 
-"Check data" imports the dataset on the worker and shows the per-region case counts and problems;
+"Check data" imports the dataset on the worker and shows the per-region case counts and problems (for
+an adapt job also the chosen region's cases and whether their labels match the expert's head);
 "Start" prepares the data (phantoms are generated into the job folder, a TotalSegmentator / nnU-Net /
-MSD folder is imported into a manifest there), runs the engine's preflight, and only starts the job
-when preflight finds no problem (else the problems are shown and the dialog stays open).
+MSD folder is imported into a manifest there), runs the preflight, and only starts the job when it
+finds no problem (else the problems are shown and the dialog stays open).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -28,8 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lorkd_core.engine.config import DecomposeConfig, default_student_network
-
+from ..services import jobs as job_service
+from ..services.core import AdaptConfig, DecomposeConfig, JobConfig, LorkdError, default_student_network
+from ..services.jobs import DataCheck, ExpertsSource, bundled_experts, bundled_teacher
 from .manager import JobManager
 
 DATA_SOURCES = {"phantoms": "Bundled phantoms (generated into the job folder)",
@@ -40,57 +44,33 @@ STUDENTS = {
     "default": default_student_network(),
 }
 RANK_MODES = ("uniform", "per region", "proportional")
-
-
-def bundled_teacher() -> Path | None:
-    try:
-        from lorkd_core.engine.catalog import bundled_models_dir
-
-        folder = bundled_models_dir() / "teacher"
-    except Exception:  # noqa: BLE001 - no bundled models at all
-        return None
-    return folder if (folder / "card.json").is_file() else None
-
-
-def prepare_data(source: str, path: str, out: Path, *, phantom_cases: int = 4, phantom_size: int = 64,
-                 ctx=None) -> tuple[str, dict[str, int], list[str]]:
-    """worker: (manifest path, cases per region, problems) for a data source."""
-    from lorkd_core.data.datasets import import_dataset, summarize
-    from lorkd_core.data.manifest import write_manifest
-
-    progress = ctx.progress if ctx is not None else None
-    cancel = ctx.cancel if ctx is not None else None
-    if source == "phantoms":
-        from lorkd_core.data.phantoms import write_phantom_dataset
-
-        manifest = out / "data" / "manifest.jsonl"
-        if not manifest.is_file():
-            manifest = Path(write_phantom_dataset(out / "data", phantom_cases, size=phantom_size,
-                                                  progress=progress, cancel=cancel))
-        path = str(manifest)
-    result = import_dataset(path, progress=progress, cancel=cancel)
-    problems = [str(p) for p in result.problems]
-    counts = summarize(result.items)
-    if source == "folder" and result.items:
-        path = str(write_manifest(out / "data" / "manifest.jsonl", result.items))
-    return path, counts, problems
+TITLES = {"decompose": "New decomposition", "adapt": "Adapt an expert"}
+DEFAULT_STEPS = {"decompose": DecomposeConfig.steps, "adapt": AdaptConfig.steps}
+DEFAULT_LR = {"decompose": DecomposeConfig.lr, "adapt": AdaptConfig.lr}
+DEFAULT_PATCH = 64
 
 
 class JobDialog(QDialog):
     def __init__(self, manager: JobManager, default_out: str | Path | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *, job_type: str = "decompose", region: str | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("New decomposition")
         self.setObjectName("jobDialog")
         self.manager = manager
         self.started = None  # the JobRecord once started
+        self.experts_source: ExpertsSource | None = None
 
+        self.job_type = QComboBox()
+        self.job_type.setObjectName("jobType")
+        for key, text in job_service.JOB_TITLES.items():
+            self.job_type.addItem(text, key)
         self.source = QComboBox()
         for key, text in DATA_SOURCES.items():
             self.source.addItem(text, key)
         self.data_path = QLineEdit()
         self.data_path.setPlaceholderText("folder or manifest.jsonl")
         self.phantom_cases = QSpinBox(minimum=1, maximum=200, value=4)
+
+        # decompose
         self.teacher = QLineEdit(str(bundled_teacher() or ""))
         self.teacher.setPlaceholderText("teacher model folder (card.json), MONAI bundle, TorchScript…")
         self.student = QComboBox()
@@ -102,49 +82,80 @@ class JobDialog(QDialog):
         self.rank = QSpinBox(minimum=0, maximum=256, value=4)
         self.per_region = QLineEdit()
         self.per_region.setPlaceholderText("abdomen=4,thorax=2,…")
-        self.steps = QSpinBox(minimum=1, maximum=1_000_000, value=200)
-        self.batch = QSpinBox(minimum=1, maximum=512, value=4)
-        self.patch = QSpinBox(minimum=8, maximum=512, value=64, singleStep=8)
-        self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1.0, value=2e-3, singleStep=1e-4)
         self.lam = QDoubleSpinBox(decimals=3, minimum=0.0, maximum=100.0, value=1.0, singleStep=0.1)
         self.tau = QDoubleSpinBox(decimals=2, minimum=0.1, maximum=100.0, value=2.0, singleStep=0.5)
+        self.baseline = QCheckBox("Also train the no-expert baseline")
+        self.baseline.setChecked(True)
+
+        # adapt
+        self.experts = QLineEdit(str(bundled_experts() or ""))
+        self.experts.setObjectName("adaptExperts")
+        self.experts.setPlaceholderText("experts model folder (a decomposition output or its experts/)")
+        self.region = QComboBox()
+        self.region.setObjectName("adaptRegion")
+        self.adapt_rank = QLabel("")
+        self.adapt_rank.setObjectName("adaptRank")
+        self.adapt_rank.setWordWrap(True)
+        self.train_head = QCheckBox("Train the region's head too (needed when the labels differ)")
+        self.train_head.setChecked(True)
+        self.adapt_teacher = QLineEdit("")
+        self.adapt_teacher.setPlaceholderText("optional: a teacher for distillation")
+        self.adapt_lam = QDoubleSpinBox(decimals=3, minimum=0.0, maximum=100.0, value=0.0, singleStep=0.1)
+
+        # both
+        self.steps = QSpinBox(minimum=1, maximum=1_000_000, value=200)
+        self.batch = QSpinBox(minimum=1, maximum=512, value=4)
+        self.patch = QSpinBox(minimum=8, maximum=512, value=DEFAULT_PATCH, singleStep=8)
+        self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1.0, value=2e-3, singleStep=1e-4)
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.where = QComboBox()
         self.where.addItem("In the app (worker thread)", "inprocess")
         self.where.addItem("Subprocess (torchrun with N processes)", "subprocess")
         self.processes = QSpinBox(minimum=1, maximum=64, value=1)
-        self.baseline = QCheckBox("Also train the no-expert baseline")
-        self.baseline.setChecked(True)
-        self.evaluate = QCheckBox("Evaluate when done (experts vs teacher vs baseline)")
+        self.evaluate = QCheckBox("Evaluate when done (on the job's held-out cases)")
         self.out = QLineEdit(str(default_out or ""))
         self.report = QPlainTextEdit()
         self.report.setObjectName("jobDialogReport")
         self.report.setReadOnly(True)
         self.report.setMinimumHeight(110)
 
-        form = QFormLayout()
-        form.addRow("Dataset", self.source)
-        form.addRow("", self._with_browse(self.data_path, folder=True))
-        form.addRow("Phantom cases / region", self.phantom_cases)
+        top = QFormLayout()
+        top.addRow("Job", self.job_type)
+        top.addRow("Dataset", self.source)
+        top.addRow("", self._with_browse(self.data_path, folder=True))
+        top.addRow("Phantom cases / region", self.phantom_cases)
+        self.decompose_page = QWidget()
+        form = QFormLayout(self.decompose_page)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Teacher", self._with_browse(self.teacher, folder=True))
         form.addRow("Student size", self.student)
         form.addRow("Feature channels", self.feature_channels)
         form.addRow("Ranks", self.rank_mode)
         form.addRow("Rank (uniform / mean)", self.rank)
         form.addRow("Per-region ranks", self.per_region)
-        form.addRow("Steps", self.steps)
-        form.addRow("Batch size", self.batch)
-        form.addRow("Patch (voxels, cube)", self.patch)
-        form.addRow("Learning rate", self.lr)
         form.addRow("λ (distillation)", self.lam)
         form.addRow("τ (temperature)", self.tau)
-        form.addRow("Device", self.device)
-        form.addRow("Run", self.where)
-        form.addRow("Processes", self.processes)
         form.addRow("", self.baseline)
-        form.addRow("", self.evaluate)
-        form.addRow("Output folder", self._with_browse(self.out, folder=True))
+        self.adapt_page = QWidget()
+        form = QFormLayout(self.adapt_page)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Experts model", self._with_browse(self.experts, folder=True))
+        form.addRow("Region", self.region)
+        form.addRow("Rank", self.adapt_rank)
+        form.addRow("", self.train_head)
+        form.addRow("Teacher (optional)", self._with_browse(self.adapt_teacher, folder=True))
+        form.addRow("λ (distillation)", self.adapt_lam)
+        bottom = QFormLayout()
+        bottom.addRow("Steps", self.steps)
+        bottom.addRow("Batch size", self.batch)
+        bottom.addRow("Patch (voxels, cube)", self.patch)
+        bottom.addRow("Learning rate", self.lr)
+        bottom.addRow("Device", self.device)
+        bottom.addRow("Run", self.where)
+        bottom.addRow("Processes", self.processes)
+        bottom.addRow("", self.evaluate)
+        bottom.addRow("Output folder", self._with_browse(self.out, folder=True))
         self.check_button = QPushButton("Check data")
         self.check_button.clicked.connect(self.check_data)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
@@ -152,14 +163,23 @@ class JobDialog(QDialog):
         self.buttons.accepted.connect(self.start)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(top)
+        layout.addWidget(self.decompose_page)
+        layout.addWidget(self.adapt_page)
+        layout.addLayout(bottom)
         layout.addWidget(self.check_button)
         layout.addWidget(self.report)
         layout.addWidget(self.buttons)
         self.source.currentIndexChanged.connect(self._sync)
         self.rank_mode.currentIndexChanged.connect(self._sync)
         self.where.currentIndexChanged.connect(self._sync)
-        self._sync()
+        self.job_type.currentIndexChanged.connect(self._on_job_type)
+        self.experts.editingFinished.connect(self._read_experts)
+        self.region.currentIndexChanged.connect(self._show_rank)
+        self._wanted_region = region
+        self._read_experts()
+        self.job_type.setCurrentIndex(max(0, self.job_type.findData(job_type)))
+        self._on_job_type()
 
     def _with_browse(self, edit: QLineEdit, folder: bool) -> QWidget:
         box = QWidget()
@@ -176,10 +196,32 @@ class JobDialog(QDialog):
                 path = QFileDialog.getExistingDirectory(self, "Folder")
             if path:
                 edit.setText(path)
+                if edit is self.experts:
+                    self._read_experts()
 
         button.clicked.connect(browse)
         row.addWidget(button)
         return box
+
+    @property
+    def kind(self) -> str:
+        return str(self.job_type.currentData())
+
+    def set_job_type(self, job_type: str) -> None:
+        self.job_type.setCurrentIndex(self.job_type.findData(job_type))
+
+    def _on_job_type(self) -> None:
+        kind = self.kind
+        self.setWindowTitle(TITLES[kind])
+        self.decompose_page.setVisible(kind == "decompose")
+        self.adapt_page.setVisible(kind == "adapt")
+        self.steps.setValue(DEFAULT_STEPS[kind])
+        self.lr.setValue(DEFAULT_LR[kind])
+        if kind == "adapt" and self.experts_source is not None and self.experts_source.patch_size:
+            self.patch.setValue(max(self.experts_source.patch_size))  # the patch the expert was trained with
+        elif kind == "decompose":
+            self.patch.setValue(DEFAULT_PATCH)
+        self._sync()
 
     def _sync(self) -> None:
         phantoms = self.source.currentData() == "phantoms"
@@ -188,22 +230,60 @@ class JobDialog(QDialog):
         self.per_region.setEnabled(self.rank_mode.currentText() == "per region")
         self.processes.setEnabled(self.where.currentData() == "subprocess")
 
+    # ---------------------------------------------------------------- the experts model (adapt)
+
+    def _read_experts(self) -> None:
+        """Read the experts model's card (JSON only, cheap): its regions fill the region list."""
+        current = self.region.currentData() or self._wanted_region
+        self.region.blockSignals(True)
+        self.region.clear()
+        path = self.experts.text().strip()
+        try:
+            self.experts_source = job_service.read_experts_source(path) if path else None
+        except LorkdError as exc:
+            self.experts_source = None
+            self.adapt_rank.setText(f"Not usable: {exc}")
+        if self.experts_source is not None:
+            for r in self.experts_source.regions:
+                self.region.addItem(r.replace("_", " ").title(), r)
+            index = self.region.findData(current)
+            self.region.setCurrentIndex(index if index >= 0 else 0)
+            if self.kind == "adapt" and self.experts_source.patch_size:
+                self.patch.setValue(max(self.experts_source.patch_size))
+        elif not path:
+            self.adapt_rank.setText("Choose an experts model (the output of a decomposition).")
+        self.region.blockSignals(False)
+        self._show_rank()
+
+    def _show_rank(self) -> None:
+        src, region = self.experts_source, self.region.currentData()
+        if src is None or region is None:
+            return
+        self.adapt_rank.setText(f"{src.ranks.get(region, '?')}: the {region} expert keeps its rank "
+                                f"(version {src.version} → {src.version + 1}); backbone and other experts stay frozen")
+
     # ---------------------------------------------------------------- config
 
-    def config(self, data: str = "") -> DecomposeConfig:
-        """The DecomposeConfig the fields describe (raises ConfigError for impossible values)."""
-        from lorkd_core.commands.decompose import parse_ranks
-
+    def config(self, data: str = "") -> JobConfig:
+        """The config the fields describe (raises ConfigError for impossible values)."""
+        common = dict(data=data or self.data_path.text().strip(), out=self.out.text().strip(),
+                      steps=self.steps.value(), batch_size=self.batch.value(), patch_size=(self.patch.value(),) * 3,
+                      lr=self.lr.value(), device=self.device.currentText())
+        if self.kind == "adapt":
+            src, region = self.experts_source, str(self.region.currentData() or "")
+            extra: dict[str, Any] = {}
+            if src is not None and src.spacing and len(src.spacing) == 3:
+                extra["spacing"] = src.spacing  # keep the resolution the expert was trained at
+            return AdaptConfig(**common, **extra, experts=self.experts.text().strip(), region=region,
+                               regions=[region] if region else None, teacher=self.adapt_teacher.text().strip(),
+                               lam=self.adapt_lam.value(), train_head=self.train_head.isChecked())
         mode = self.rank_mode.currentText()
         ranks: Any = self.rank.value() if mode == "uniform" else "proportional" if mode == "proportional" \
-            else parse_ranks(self.per_region.text().strip())
+            else job_service.parse_ranks(self.per_region.text().strip())
         return DecomposeConfig(
-            data=data or self.data_path.text().strip(), out=self.out.text().strip(),
-            teacher=self.teacher.text().strip(), student=dict(STUDENTS[self.student.currentText()]),
+            **common, teacher=self.teacher.text().strip(), student=dict(STUDENTS[self.student.currentText()]),
             feature_channels=self.feature_channels.value(), ranks=ranks, rank=max(1, self.rank.value()),
-            steps=self.steps.value(), batch_size=self.batch.value(), patch_size=(self.patch.value(),) * 3,
-            lr=self.lr.value(), lam=self.lam.value(), tau=self.tau.value(), device=self.device.currentText(),
-            baseline=self.baseline.isChecked())
+            lam=self.lam.value(), tau=self.tau.value(), baseline=self.baseline.isChecked())
 
     # ---------------------------------------------------------------- actions
 
@@ -217,27 +297,37 @@ class JobDialog(QDialog):
         if source == "phantoms" and not self.out.text().strip():
             self.report.setPlainText("Choose an output folder first (the phantoms are generated into it).")
             return
+        if self.kind == "adapt" and not self.region.currentData():
+            self.report.setPlainText("Choose an experts model and the region to adapt first.")
+            return
         self._busy(True)
         self.report.setPlainText("Reading the dataset…")
         cases = self.phantom_cases.value()
+        regions = [self.region.currentData()] if self.kind == "adapt" else None
 
         def fail(exc: BaseException) -> None:
             self._busy(False)
             self.report.setPlainText(f"The dataset could not be read: {exc}")
 
-        self.manager.worker.submit("Reading the dataset",
-                                   lambda ctx: prepare_data(source, path, out, phantom_cases=cases, ctx=ctx),
-                                   key="job-dialog", on_result=then, on_error=fail)
+        self.manager.worker.submit(
+            "Reading the dataset",
+            lambda ctx: job_service.prepare_data(source, path, out, phantom_cases=cases, regions=regions, ctx=ctx),
+            key="job-dialog", on_result=then, on_error=fail)
 
     def _busy(self, busy: bool) -> None:
         self.check_button.setEnabled(not busy)
         self.start_button.setEnabled(not busy)
 
+    def _data_report(self, check: DataCheck) -> str:
+        text = _data_text(check.counts, check.problems)
+        if self.kind == "adapt":
+            text += "\n" + _adapt_text(check, self.experts_source, str(self.region.currentData() or ""))
+        return text
+
     def check_data(self) -> None:
-        def show(result) -> None:
+        def show(check: DataCheck) -> None:
             self._busy(False)
-            _, counts, problems = result
-            self.report.setPlainText(_data_text(counts, problems))
+            self.report.setPlainText(self._data_report(check))
 
         self._prepare(show)
 
@@ -248,34 +338,28 @@ class JobDialog(QDialog):
         mode = self.where.currentData()
         world = self.processes.value() if mode == "subprocess" else 1
 
-        def checked(result) -> None:
-            manifest, counts, data_problems = result
+        def checked(check: DataCheck) -> None:
             try:
-                cfg = self.config(manifest)
+                cfg = self.config(check.manifest)
             except Exception as exc:  # noqa: BLE001 - a ConfigError to show, not to raise
                 self._busy(False)
                 self.report.setPlainText(f"Settings problem: {exc}")
                 return
 
-            def run_preflight(ctx):
-                from lorkd_core.engine.preflight import preflight
-
-                return preflight(cfg, world=world)
-
-            def decided(pf) -> None:
+            def decided(pf: job_service.JobCheck) -> None:
                 self._busy(False)
                 too_big = memory_problem(pf.memory_bytes, cfg.device)
                 if too_big:
                     pf.problems.append(too_big)
-                text = _data_text(counts, data_problems) + "\n" + _preflight_text(pf)
-                self.report.setPlainText(text)
+                self.report.setPlainText(self._data_report(check) + "\n" + _preflight_text(pf))
                 if pf.problems:
                     return
                 self.started = self.manager.start(cfg, mode=mode, processes=world,
                                                   evaluate=self.evaluate.isChecked())
                 self.accept()
 
-            self.manager.worker.submit("Checking the job", run_preflight, key="job-dialog", on_result=decided,
+            self.manager.worker.submit("Checking the job", lambda ctx: job_service.preflight(cfg, world=world),
+                                       key="job-dialog", on_result=decided,
                                        on_error=lambda exc: (self._busy(False),
                                                              self.report.setPlainText(f"Preflight failed: {exc}")))
 
@@ -317,9 +401,21 @@ def _data_text(counts: dict[str, int], problems: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _preflight_text(pf) -> str:
-    gib = pf.memory_bytes / 2**30
-    lines = [f"Memory estimate: {gib:.2f} GiB"]
+def _adapt_text(check: DataCheck, src: ExpertsSource | None, region: str) -> str:
+    n = check.counts.get(region, 0)
+    lines = [f"Cases for {region}: {n}" + ("" if n else " (nothing to adapt on)")]
+    names = check.labels.get(region)
+    if src is not None and names:
+        same = names == src.labels.get(region)
+        lines.append("Labels: the same as the expert's head" if same else
+                     "Labels differ from the expert's head: " + ", ".join(names.values()) + " (the head is retrained)")
+    return "\n".join(lines)
+
+
+def _preflight_text(pf: job_service.JobCheck) -> str:
+    lines = [f"Memory estimate: {pf.memory_bytes / 2**30:.2f} GiB" if pf.memory_bytes else
+             "Memory estimate: not available for this job type"]
+    lines += pf.notes
     if pf.problems:
         lines.append("Cannot start:")
         lines += [f"  • {p}" for p in pf.problems]

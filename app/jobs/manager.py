@@ -1,9 +1,10 @@
 """JobManager: starts, watches, cancels and resumes training jobs, and keeps them in a JobStore.
 
-In-process jobs run on the app's torch worker thread (TorchWorker); subprocess jobs run the CLI
-(``lorkd decompose --progress-json``, under torchrun for N processes) through :class:`ProcessRun`.
-Both report through the same signals, so the job panel does not care where a job runs. Qt only
-lives here and in the panel; the store and the engine are Qt-free.
+Two job types (services.jobs.JOB_TYPES): ``decompose`` and ``adapt`` (a new version of one region's
+expert). In-process jobs run on the app's torch worker thread (TorchWorker); subprocess jobs run the
+CLI (``lorkd <type> --progress-json``, under torchrun for N processes) through :class:`ProcessRun`, which
+asyncio watches on the UI thread. Both report through the same signals, so the job panel does not care
+where a job runs. Qt only lives here and in the panel; the store and the engine are Qt-free.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 
-from lorkd_core.engine.config import DecomposeConfig
-from lorkd_core.progress import Progress
-
+from ..services import jobs as job_service
+from ..services.core import JobConfig, Progress
 from ..services.worker import TaskHandle, TorchWorker
-from .process import ProcessRun, command_line, pid_alive
+from .process import ProcessRun, pid_alive
 from .store import ACTIVE, JobRecord, JobStore
 
 STORE_ENV = "LORKD_JOBS_FILE"
@@ -82,13 +82,15 @@ class JobManager(QObject):
 
     # ---------------------------------------------------------------- commands
 
-    def start(self, cfg: DecomposeConfig, *, mode: str = "inprocess", processes: int = 1,
+    def start(self, cfg: JobConfig, *, mode: str = "inprocess", processes: int = 1,
               evaluate: bool = False) -> JobRecord:
+        """Record and launch a job; its type follows the config (DecomposeConfig, AdaptConfig)."""
+        job_type = job_service.job_type_of(cfg)
         if not cfg.out:
             raise ValueError("the job needs an output folder")
         if mode not in ("inprocess", "subprocess"):
             raise ValueError(f"unknown mode {mode!r}")
-        rec = self.store.new("decompose", cfg.to_dict(), str(Path(cfg.out).resolve()), mode=mode,
+        rec = self.store.new(job_type, cfg.to_dict(), str(Path(cfg.out).resolve()), mode=mode,
                              processes=max(1, int(processes)) if mode == "subprocess" else 1, evaluate=evaluate)
         self.job_added.emit(rec.id)
         self._launch(rec, resume=False)
@@ -118,15 +120,18 @@ class JobManager(QObject):
         shows up as interrupted (with Resume) at the next start."""
         for task in list(self._tasks.values()):
             task.cancel()
-        for run in list(self._procs.values()):
+        runs = list(self._procs.values())
+        for run in runs:
             run.cancel()
-            run.proc.waitForFinished(wait_ms)
+        deadline = time.monotonic() + wait_ms / 1000
+        for run in runs:
+            run.wait(max(0, int(1000 * (deadline - time.monotonic()))))
         self.store.save()
 
     # ---------------------------------------------------------------- launching
 
     def _launch(self, rec: JobRecord, *, resume: bool) -> None:
-        cfg = DecomposeConfig.from_dict(rec.config)
+        cfg = job_service.config_from_dict(rec.type, rec.config)
         rec.state = "queued"
         rec.started = time.time()
         rec.finished = None
@@ -138,14 +143,12 @@ class JobManager(QObject):
         self.store.save(background=True)
         self.job_changed.emit(rec.id)
 
-    def _launch_task(self, rec: JobRecord, cfg: DecomposeConfig, resume: bool) -> None:
-        job_id = rec.id
+    def _launch_task(self, rec: JobRecord, cfg: JobConfig, resume: bool) -> None:
+        job_id, job_type = rec.id, rec.type
         threads = inprocess_threads()
 
         def work(ctx) -> dict[str, Any]:
             import torch
-
-            from lorkd_core.engine.train import decompose
 
             def progress(p: Progress) -> None:
                 ctx.progress(p)
@@ -154,10 +157,9 @@ class JobManager(QObject):
             old = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                r = decompose(cfg, progress, ctx.cancel, resume=resume)
+                return job_service.train(job_type, cfg, progress, ctx.cancel, resume=resume)
             finally:
                 torch.set_num_threads(old)
-            return {"out": str(r.out), "steps": r.steps, "seconds": r.seconds}
 
         handle = self.worker.submit(
             f"Training {rec.name}", work, key=f"job:{job_id}", throttle_s=0.02,
@@ -172,21 +174,21 @@ class JobManager(QObject):
             if h is handle:
                 self._set_running(job_id, os.getpid())
 
-    def _launch_process(self, rec: JobRecord, cfg: DecomposeConfig, resume: bool) -> None:
+    def _launch_process(self, rec: JobRecord, cfg: JobConfig, resume: bool) -> None:
         out = Path(rec.out)
         out.mkdir(parents=True, exist_ok=True)
         config = cfg.save(out / CONFIG_NAME)
         cancel_file = out / CANCEL_NAME
-        argv = command_line(config, out, cancel_file, processes=rec.processes, resume=resume)
+        argv = job_service.command_line(rec.type, config, out, cancel_file, processes=rec.processes, resume=resume)
         run = ProcessRun(argv, cancel_file, threads=1 if rec.processes > 1 else inprocess_threads(), parent=self)
         job_id = rec.id
+        run.started.connect(lambda pid: self._set_running(job_id, pid))
         run.event.connect(lambda ev: self._on_event(job_id, ev))
         run.log.connect(lambda line: self._log(job_id, line))
         run.ended.connect(lambda state, error: self._finish(job_id, state, error))
         self._procs[job_id] = run
         rec.add_log(" ".join(argv))
         run.start()
-        self._set_running(job_id, run.pid)
 
     def _set_running(self, job_id: str, pid: int | None) -> None:
         rec = self.get(job_id)
@@ -264,16 +266,7 @@ class JobManager(QObject):
         data = str(rec.config.get("data", ""))
 
         def work(ctx) -> str:
-            from lorkd_core.data.manifest import read_manifest
-            from lorkd_core.engine.evaluate import evaluate_models, render_markdown, write_reports
-
-            splits = {it.split for it in read_manifest(data)}
-            split = "test" if "test" in splits else ("val" if "val" in splits else "train")
-            result = evaluate_models(rec.out, data, None, device="cpu", split=split, latency_runs=1,
-                                     progress=ctx.progress, cancel=ctx.cancel)
-            kwargs = {"title": f"Evaluation of {rec.name} ({split} cases)", "data": data, "latency_runs": 1}
-            write_reports(result, Path(rec.out) / "evaluation.md", **kwargs)
-            return render_markdown(result, **kwargs)
+            return job_service.evaluate_output(rec.out, data, rec.name, ctx.progress, ctx.cancel)
 
         def done(text: str) -> None:
             rec.evaluation = text
@@ -294,7 +287,7 @@ class JobManager(QObject):
             if rec.state not in ACTIVE:
                 continue
             changed = True
-            if _finished_on_disk(rec.out):
+            if job_service.finished_on_disk(rec.out):
                 rec.state = "done"
                 rec.add_log("the job finished while the app was away")
                 continue
@@ -308,12 +301,3 @@ class JobManager(QObject):
         if changed:
             self.store.save()
 
-
-def _finished_on_disk(out: str) -> bool:
-    import json
-
-    try:
-        info = json.loads((Path(out) / "job.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and info.get("status") == "done"

@@ -1,4 +1,4 @@
-"""The persistent job list: one JSON file, written atomically (lorkd_core.atomic). Qt-free.
+"""The persistent job list: one JSON file, written atomically (services.core.write_json_atomic). Qt-free.
 
 A record keeps what the job panel shows after a restart: id, type, config, state, output folder,
 a subsampled metrics history, the tail of the log and timestamps.
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorkd_core.atomic import write_json_atomic
+from ..services.core import write_json_atomic
 
 STATES = ("queued", "running", "cancelled", "failed", "done", "interrupted")
 ACTIVE = ("queued", "running")
@@ -26,7 +26,7 @@ MAX_LOG = 300  # lines
 @dataclass
 class JobRecord:
     id: str
-    type: str  # "decompose" (the engine job name)
+    type: str  # "decompose" | "adapt" (services.jobs.JOB_TYPES)
     config: dict[str, Any]
     out: str
     mode: str = "inprocess"  # inprocess | subprocess

@@ -14,12 +14,16 @@ def install_jobs(session, store_path: str | Path | None = None) -> JobManager:
     def on_finished(job_id: str, state: str) -> None:
         if state != "done":
             return
-        out = Path(manager.get(job_id).out)
+        rec = manager.get(job_id)
+        out = Path(rec.out)
         dirs = session.settings.model_dirs
         if all(Path(d).resolve() != out for d in dirs):
             session.settings.model_dirs = [*dirs, out]
         session.refresh_models()
-        session.message.emit(f"Job finished: new experts in {out}")
+        if rec.type == "adapt":
+            session.message.emit(f"Job finished: a new {rec.config.get('region', '')} expert version in {out}")
+        else:
+            session.message.emit(f"Job finished: new experts in {out}")
 
     manager.job_finished.connect(on_finished)
     return manager
@@ -44,7 +48,8 @@ def store_path_for(settings) -> Path:
 
 
 def attach_jobs(window) -> JobManager:
-    """Main-window wiring: the Jobs menu ("New decomposition…"), the Jobs dock, and model refreshes."""
+    """Main-window wiring: the Jobs menu ("New decomposition…", "Adapt an expert…"), the Jobs dock, and
+    model refreshes."""
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QAction
     from PySide6.QtWidgets import QDockWidget, QMenu
@@ -62,10 +67,10 @@ def attach_jobs(window) -> JobManager:
     window.jobs_panel = panel
     window.jobs_dock = dock
 
-    def new_job() -> None:
+    def new_job(job_type: str) -> None:
         from .dialog import JobDialog
 
-        dialog = JobDialog(manager, parent=window)
+        dialog = JobDialog(manager, parent=window, job_type=job_type, region=session.state.region or None)
         if dialog.exec() and dialog.started is not None:
             dock.show()
             dock.raise_()
@@ -73,8 +78,12 @@ def attach_jobs(window) -> JobManager:
     menu = QMenu("&Jobs", window)
     action = QAction("New decomposition…", window)
     action.setObjectName("newDecompositionAction")
-    action.triggered.connect(new_job)
+    action.triggered.connect(lambda: new_job("decompose"))
     menu.addAction(action)
+    adapt_action = QAction("Adapt an expert…", window)
+    adapt_action.setObjectName("adaptExpertAction")
+    adapt_action.triggered.connect(lambda: new_job("adapt"))
+    menu.addAction(adapt_action)
     menu.addAction(dock.toggleViewAction())
     bar = window.menuBar()
     help_action = next((a for a in bar.actions() if a.text().replace("&", "") == "Help"), None)
@@ -83,5 +92,6 @@ def attach_jobs(window) -> JobManager:
     else:
         bar.addMenu(menu)
     window.new_job_action = action
+    window.adapt_action = adapt_action
     manager.job_added.connect(lambda _id: (dock.show(), dock.raise_()))
     return manager

@@ -5,8 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QStackedLayout, QToolButton, QWidget
 
-from lorkd_core.progress import Progress
-
+from ..services.core import Progress
 from ..services.worker import TaskHandle, TorchWorker
 
 # Every repaint recomposes the whole window through OpenGL once the 3D view is embedded: tens of ms with

@@ -32,7 +32,6 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from lorkd_core.engine.catalog import ModelEntry
     from lorkd_core.io import Scan
 
 LOG = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ class Backend:
             models = [info for info, _ in self._registered.values()]
         catalog = read_catalog(self._model_dirs, include_bundled=self._include_bundled)
         problems = [ModelProblem(b.folder, b.error.problem) for b in catalog.problems]
-        return models + [_model_info(e) for e in catalog.entries], problems
+        return models + [ModelInfo.from_entry(e) for e in catalog.entries], problems
 
     def list_models(self) -> list[ModelInfo]:
         """worker: the selectable models (folders with a broken card are left out; see ``read_catalog``)."""
@@ -268,25 +267,3 @@ def _modality_ok(model_modality: str, scan_modality: str) -> bool:
     accepted = {m.strip().upper() for m in str(model_modality or "CT").replace("/", ",").split(",")}
     return scan_modality.upper() in accepted or "ANY" in accepted or scan_modality.upper() == "OT"
 
-
-def _model_info(entry: ModelEntry) -> ModelInfo:
-    card = entry.card
-    ranks = ""
-    if card.experts is not None and card.experts.ranks:
-        rank = card.experts.ranks.get(entry.region)
-        ranks = f"rank {rank} ({entry.region})" if rank is not None else ""
-    elif isinstance(card.extra.get("rank"), int):
-        ranks = f"rank {card.extra['rank']}"
-    training = dict(card.training or {})
-    train_text = str(training.get("data", "")) or "not recorded"
-    cases = training.get("cases")
-    if isinstance(cases, dict) and cases.get(entry.region) is not None:
-        train_text += f" · {cases[entry.region]} {entry.region} cases"
-    elif isinstance(cases, int):
-        train_text += f" · {cases} cases"
-    if training.get("steps"):
-        train_text += f" · {training['steps']} steps"
-    return ModelInfo(id=entry.id, name=entry.display_name, kind=entry.kind, task=entry.task, region=entry.region,
-                     modality=entry.modality, parameters=entry.parameters, ranks=ranks, training=train_text,
-                     dice=entry.dice, label_names=dict(entry.label_names), path=entry.path, bundled=entry.bundled,
-                     entry=entry)

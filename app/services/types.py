@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,11 @@ class RegionInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One selectable model for one region, as the expert switcher shows it."""
+    """One selectable model for one region, as the expert switcher shows it.
+
+    For a model of the catalog it is :meth:`from_entry`: the catalog entry's fields (same names, the entry's
+    ``display_name`` as ``name``) plus the card texts the switcher shows; the entry itself rides along.
+    """
 
     id: str
     name: str
@@ -43,10 +47,49 @@ class ModelInfo:
     bundled: bool = False
     entry: ModelEntry | None = None  # None for a model registered with its own runner (Backend.register_model)
 
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> ModelInfo:
+        """The switcher's view of a catalog entry (lorkd_core.engine.catalog.ModelEntry)."""
+        shared = {f.name for f in fields(cls)} & {f.name for f in fields(entry)}
+        values = {name: getattr(entry, name) for name in shared}
+        values["label_names"] = dict(entry.label_names)
+        name = entry.display_name
+        version = entry.card.extra.get("version")
+        if isinstance(version, int) and version > 1:
+            name += f" · v{version}"
+        return cls(name=name, ranks=_ranks_text(entry), training=_training_text(entry), entry=entry, **values)
+
     @property
     def kind_label(self) -> str:
         return {"teacher": "Teacher", "expert": "Region expert", "experts-set": "Region expert",
                 "baseline": "Baseline", "user": "User expert"}.get(self.kind, self.kind.title())
+
+
+def _ranks_text(entry: ModelEntry) -> str:
+    card = entry.card
+    if card.experts is not None and card.experts.ranks:
+        rank = card.experts.ranks.get(entry.region)
+        return f"rank {rank} ({entry.region})" if rank is not None else ""
+    if isinstance(card.extra.get("rank"), int):
+        return f"rank {card.extra['rank']}"
+    return ""
+
+
+def _training_text(entry: ModelEntry) -> str:
+    card = entry.card
+    training = dict(card.training or {})
+    text = str(training.get("data", "")) or "not recorded"
+    cases = training.get("cases")
+    if isinstance(cases, dict) and cases.get(entry.region) is not None:
+        text += f" · {cases[entry.region]} {entry.region} cases"
+    elif isinstance(cases, int):
+        text += f" · {cases} cases"
+    if training.get("steps"):
+        text += f" · {training['steps']} steps"
+    parent = card.extra.get("parent")
+    if isinstance(parent, str) and parent:
+        text += f" · adapted from {Path(parent).parent.name}/{Path(parent).name}"
+    return text
 
 
 @dataclass(frozen=True)
