@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes for phantom generation")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="cpu (the documented timings), cuda or auto")
+    parser.add_argument("--time-budget", type=float, default=0.0,
+                        help="seconds for the three training phases together: measure each phase's step time on "
+                             "a short calibration run, then set teacher/expert/baseline steps to fit (0 = use the "
+                             "configured steps)")
+    parser.add_argument("--teacher", help="use this trained teacher model folder instead of training one "
+                                          "(e.g. a teacher trained earlier on a GPU)")
     args = parser.parse_args(argv)
 
     import torch
@@ -90,9 +96,17 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = _stage(timings, "phantoms", lambda: _phantoms(out / "phantoms", settings, args.workers))
     _save(timings_path, timings, settings)
-    _stage(timings, "teacher", lambda: _teacher(out / "teacher", manifest, settings, args.device))
-    _save(timings_path, timings, settings)
-    _stage(timings, "decompose", lambda: _decompose(out / "decomposition", out / "teacher", manifest, settings,
+    teacher = Path(args.teacher) if args.teacher else out / "teacher"
+    if args.teacher:
+        settings["teacher_reused_from"] = str(teacher)
+    if args.time_budget > 0:
+        settings.update(_fit_steps(out / "calibration", manifest, settings, args.device, args.time_budget, timings,
+                                   teacher=teacher if args.teacher else None))
+        _save(timings_path, timings, settings)
+    if not args.teacher:
+        _stage(timings, "teacher", lambda: _teacher(teacher, manifest, settings, args.device))
+        _save(timings_path, timings, settings)
+    _stage(timings, "decompose", lambda: _decompose(out / "decomposition", teacher, manifest, settings,
                                                      args.device))
     _save(timings_path, timings, settings)
     bundle_bytes = _bundle(out / "decomposition", out / "bundle")
@@ -119,6 +133,57 @@ def _save(path: Path, timings: dict[str, float], settings: dict) -> None:
     path.write_text(json.dumps({**timings, "settings": settings}, indent=2) + "\n", encoding="utf-8")
 
 
+BUDGET_SHARES = {"teacher": 0.36, "experts": 0.34, "baseline": 0.30}
+CALIBRATION_STEPS = 16
+
+
+def _fit_steps(folder: Path, manifest: Path, s: dict, device: str, budget: float, timings: dict,
+              teacher: Path | None = None) -> dict:
+    """Steps per phase that fit ``budget`` seconds, from step times measured on short runs (reused if present).
+    With a given ``teacher`` only the expert and baseline phases share the budget."""
+    saved = folder / "fitted.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    probe = {**s, "teacher_steps": CALIBRATION_STEPS, "steps": CALIBRATION_STEPS, "baseline_steps": CALIBRATION_STEPS}
+    clock = _StepClock()
+    if teacher is None:
+        teacher = folder / "teacher"
+        _teacher(teacher, manifest, probe, device, clock)
+        shares = BUDGET_SHARES
+    else:
+        left = BUDGET_SHARES["experts"] + BUDGET_SHARES["baseline"]
+        shares = {"teacher": 0.0, "experts": BUDGET_SHARES["experts"] / left,
+                  "baseline": BUDGET_SHARES["baseline"] / left}
+    _decompose(folder / "decomposition", teacher, manifest, probe, device, clock)
+    seconds = clock.seconds_per_step()
+    fitted = {"steps": int(budget * shares["experts"] / seconds["experts"]),
+              "baseline_steps": int(budget * shares["baseline"] / seconds["baseline"])}
+    if shares["teacher"]:
+        fitted["teacher_steps"] = int(budget * shares["teacher"] / seconds["teacher"])
+    timings["calibration_s_per_step"] = seconds
+    print(f"   calibration: s/step {seconds} -> steps {fitted}", flush=True)
+    saved.write_text(json.dumps(fitted) + "\n", encoding="utf-8")
+    return fitted
+
+
+class _StepClock:
+    """Progress callback recording when each training step of each phase ended."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+
+    def __call__(self, p) -> None:
+        if "phase_step" in p.metrics:
+            self.times.setdefault(p.message, []).append(time.perf_counter())
+
+    def seconds_per_step(self) -> dict[str, float]:
+        out = {}
+        for phase, stamps in self.times.items():
+            gaps = sorted(b - a for a, b in zip(stamps[3:], stamps[4:]))  # skip warm-up steps
+            out[phase] = round(gaps[len(gaps) // 2], 4) if gaps else float("nan")
+        return out
+
+
 def _phantoms(folder: Path, s: dict, workers: int) -> Path:
     from lorkd_core.data.phantoms import write_phantom_dataset
 
@@ -130,19 +195,19 @@ def _phantoms(folder: Path, s: dict, workers: int) -> Path:
                                  progress=_printer("phantoms", every=8))
 
 
-def _teacher(folder: Path, manifest: Path, s: dict, device: str):
+def _teacher(folder: Path, manifest: Path, s: dict, device: str, progress=None):
     from lorkd_core.engine.config import FoundationConfig
     from lorkd_core.engine.train import train_foundation
 
     cfg = FoundationConfig(data=str(manifest), out=str(folder), network=s["teacher"], steps=s["teacher_steps"],
                            batch_size=s["batch_size"], lr=s["teacher_lr"], patch_size=tuple(s["patch_size"]),
                            spacing=tuple(s["spacing"]), checkpoint_every=50, device=device)
-    result = train_foundation(cfg, _printer("teacher"), resume=True)
+    result = train_foundation(cfg, progress or _printer("teacher"), resume=True)
     print(f"   teacher: {result.steps} steps in {result.seconds:.0f} s ({result.seconds / max(1, result.steps):.2f} s/step)")
     return result
 
 
-def _decompose(folder: Path, teacher: Path, manifest: Path, s: dict, device: str):
+def _decompose(folder: Path, teacher: Path, manifest: Path, s: dict, device: str, progress=None):
     from lorkd_core.engine.config import DecomposeConfig
     from lorkd_core.engine.train import decompose
 
@@ -151,7 +216,7 @@ def _decompose(folder: Path, teacher: Path, manifest: Path, s: dict, device: str
                           baseline_steps=s["baseline_steps"], batch_size=s["batch_size"], lr=s["lr"],
                           lam=s["lam"], tau=s["tau"], patch_size=tuple(s["patch_size"]),
                           spacing=tuple(s["spacing"]), checkpoint_every=50, device=device)
-    result = decompose(cfg, _printer("decompose"), resume=True)
+    result = decompose(cfg, progress or _printer("decompose"), resume=True)
     print(f"   decomposition: {result.steps} steps in {result.seconds:.0f} s")
     return result
 

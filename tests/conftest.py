@@ -38,6 +38,18 @@ def mni_t1_path() -> Path:
     return DATA_DIR / "mr_brain_mni152" / "t1.nii.gz"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pyside_refcount_guard():
+    """The app applies this guard at start (app/qt_fixes.py); tests that emit many signals need it too."""
+    try:
+        from lorkd_studio.qt_fixes import protect_singletons
+    except ImportError:  # pragma: no cover - app not installed
+        yield
+        return
+    protect_singletons()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
     """Keep torch deterministic and light on the 2-core CI machine."""

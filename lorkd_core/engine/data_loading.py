@@ -12,7 +12,10 @@ would, and a distributed run's shards together make the single-process batch.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +29,28 @@ NO_FINDING = "none"  # the phantoms' class for "no finding"; a manifest's null f
 _MAX_FG_POINTS = 4096
 _FG_CROP_PROB = 0.67
 _AUG_MARGIN = 1.25  # crop this much larger before rotating/scaling, so no empty corners come in
+# Real series are often a thin slab (e.g. 20 slices of 2 mm) padded to the patch at inference; this
+# share of training patches is cut to such a slab so that input is not out of distribution.
+_SLAB_PROB = 0.15
+_SLAB_MIN = 6  # voxels along z
+
+
+def loader_processes() -> int:
+    """Forked worker processes for batch samples (``LORKD_LOADER_PROCESSES``; 0 = threads only).
+
+    MONAI's per-sample transforms hold the GIL for much of their time, so threads stop scaling after a few
+    cores; on a many-core GPU machine worker processes keep the GPU fed (the DataLoader pattern: fork, one
+    torch thread per worker, workers never touch CUDA)."""
+    env = os.environ.get("LORKD_LOADER_PROCESSES", "")
+    return int(env) if env.isdigit() else 0
+
+
+def loader_threads() -> int:
+    """Threads that load cases and build batch samples (each sample is independent and pure)."""
+    env = os.environ.get("LORKD_LOADER_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(12, (os.cpu_count() or 1) - 1))
 
 
 @dataclass
@@ -98,7 +123,9 @@ class TrainingSet:
         self.seed = int(seed)
         self.spatial_dims = spatial_dims
         self.augment = float(augment)
-        self._augmenters: dict[int, object] = {}
+        self._local = threading.local()  # MONAI pipelines carry random state: one per thread
+        self._pool: ThreadPoolExecutor | None = None
+        self._procs: object | None = None  # ProcessPoolExecutor, made on the first batch when asked for
         chosen = [it for it in items if it.split == "train"] or list(items)
         if regions is not None:
             chosen = [it for it in chosen if it.region in regions]
@@ -116,13 +143,51 @@ class TrainingSet:
         self.labels = region_label_sets(flat) if task == "segmentation" else region_class_sets(flat)
         self.cases: dict[str, list[CachedCase]] = {r: [] for r in self.regions}
         total = len(flat)
-        for n, item in enumerate(flat):
+        report(progress, 0, total, "loading the training data")
+        loaded = self._executor().map(lambda it: None if _cancelled(cancel) else self._load(it), flat)
+        for n, (item, case) in enumerate(zip(flat, loaded)):
             if cancel is not None:
                 cancel.raise_if_cancelled("loading the training data")
-            report(progress, n, total, f"loading {item.case_id or item.image.name}")
-            self.cases[item.region].append(self._load(item))
+            report(progress, n + 1, total, f"loaded {item.case_id or item.image.name}")
+            self.cases[item.region].append(case)  # type: ignore[arg-type]
         report(progress, total, total, "training data loaded")
         self.items = flat
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=loader_threads(), thread_name_prefix="lorkd-data")
+        return self._pool
+
+    def _sampler(self):
+        """The executor batches are built on: worker processes when configured, else the thread pool."""
+        n = loader_processes()
+        if n <= 0 or self.augment <= 0:
+            return self._executor()
+        if self._procs is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._procs = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                                              initializer=_init_sample_worker, initargs=(self,))
+        return self._procs
+
+    def close(self) -> None:
+        for name in ("_pool", "_procs"):
+            pool = getattr(self, name, None)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                setattr(self, name, None)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        state["_procs"] = None
+        state["_local"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ loading
 
@@ -174,6 +239,8 @@ class TrainingSet:
             crop = tuple(int(np.ceil(p * _AUG_MARGIN)) for p in self.patch)
             image, label = _crop(case, crop, rng, self.task, self.spatial_dims)
             image, label = self._augment(image, label, int(rng.integers(2**31 - 1)))
+            if self.task == "segmentation" and rng.random() < _SLAB_PROB * min(1.0, self.augment):
+                image, label = _thin_slab(image, label, rng, float(case.image.min()))
         else:
             image, label = _crop(case, self.patch, rng, self.task, self.spatial_dims)
             if self.augment > 0:
@@ -183,13 +250,14 @@ class TrainingSet:
     def _augment(self, image: np.ndarray, label: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The shared MONAI augmentation (lorkd_core.data.transforms), seeded per sample."""
         keys = ["image"] if label is None else ["image", "label"]
-        if self._augmenters.get(len(keys)) is None:
+        cache = self._local.__dict__.setdefault("pipelines", {})
+        if cache.get(len(keys)) is None:
             from monai.transforms import Compose
 
             from lorkd_core.data.transforms import augmentations
 
-            self._augmenters[len(keys)] = Compose(augmentations(keys, "image", self.patch, self.augment))
-        pipeline = self._augmenters[len(keys)]
+            cache[len(keys)] = Compose(augmentations(keys, "image", self.patch, self.augment))
+        pipeline = cache[len(keys)]
         pipeline.set_random_state(seed=seed)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image))[None]}
         if label is not None:
@@ -203,8 +271,12 @@ class TrainingSet:
         """The slots ``slots`` (default: all) of step ``step``'s global batch of ``batch_size``."""
         slots = list(range(batch_size)) if slots is None else list(slots)
         images, targets, regions = [], [], []
-        for slot in slots:
-            img, tgt, r = self.sample(step, slot, batch_size)
+        pool = self._sampler()
+        if pool is self._pool:
+            samples = pool.map(lambda slot: self.sample(step, slot, batch_size), slots)
+        else:
+            samples = pool.map(_sample_in_worker, [(step, slot, batch_size) for slot in slots])
+        for img, tgt, r in samples:
             images.append(torch.from_numpy(np.ascontiguousarray(img))[None])
             targets.append(torch.from_numpy(np.ascontiguousarray(tgt))[None].long()
                            if isinstance(tgt, np.ndarray) else torch.tensor(tgt))
@@ -233,6 +305,42 @@ def _crop(case: CachedCase, patch: tuple[int, ...], rng: np.random.Generator, ta
     img = _pad(image[window], patch, float(image.min()))
     lab = None if label is None else _pad(label[window], patch, 0)
     return img, lab
+
+
+_WORKER_SET: TrainingSet | None = None
+
+
+def _init_sample_worker(data: TrainingSet) -> None:
+    global _WORKER_SET
+    torch.set_num_threads(1)
+    _WORKER_SET = data
+
+
+def _sample_in_worker(args: tuple[int, int, int]):
+    assert _WORKER_SET is not None
+    return _WORKER_SET.sample(*args)
+
+
+def _thin_slab(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator,
+               fill: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keep a random slab of z slices (the rest becomes ``fill`` / background), like a short series."""
+    depth = image.shape[0]
+    if depth <= _SLAB_MIN + 1:
+        return image, label
+    keep = int(rng.integers(_SLAB_MIN, max(_SLAB_MIN + 1, depth * 3 // 5)))
+    start = int(rng.integers(0, depth - keep + 1))
+    image = image.copy()
+    image[:start] = fill
+    image[start + keep:] = fill
+    if label is not None:
+        label = label.copy()
+        label[:start] = 0
+        label[start + keep:] = 0
+    return image, label
+
+
+def _cancelled(cancel: CancelToken | None) -> bool:
+    return cancel is not None and cancel.cancelled
 
 
 def _numpy(x: object) -> np.ndarray:
