@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "phantoms",
     "train_foundation",
     "decompose",
+    "adapt",
     "evaluate",
     "export",
     "segment",

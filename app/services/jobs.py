@@ -9,7 +9,6 @@ inside a TorchWorker task; the rest are cheap enough for the UI thread.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from lorkd_core.errors import ModelError
 
 JOB_TYPES: dict[str, type[JobConfig]] = {"decompose": DecomposeConfig, "adapt": AdaptConfig}
 JOB_TITLES = {"decompose": "Decompose a teacher", "adapt": "Adapt an expert"}
-# Subprocess adapt jobs run this module until lorkd_core's CLI has an ``adapt`` command of its own.
-ADAPT_COMMAND_MODULE = "lorkd_studio.services.adapt_command"
 
 
 def job_type_of(cfg: JobConfig) -> str:
@@ -240,7 +237,7 @@ def command_line(job_type: str, config: Path, out: Path, cancel_file: Path, *, p
     appears (every torchrun rank watches it)."""
     if job_type not in JOB_TYPES:
         raise ValueError(f"unknown job type {job_type!r}")
-    module = "lorkd_core" if core_has_command(job_type) else ADAPT_COMMAND_MODULE
+    module = "lorkd_core"
     args = [job_type, "--config", str(config), "--out", str(out), "--progress-json", "--cancel-file",
             str(cancel_file)]
     if resume:
@@ -249,12 +246,6 @@ def command_line(job_type: str, config: Path, out: Path, cancel_file: Path, *, p
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
                 "-m", module, *args]
     return [sys.executable, "-m", module, *args]
-
-
-def core_has_command(name: str) -> bool:
-    from lorkd_core.cli import COMMAND_MODULES
-
-    return name in COMMAND_MODULES and importlib.util.find_spec(f"lorkd_core.commands.{name}") is not None
 
 
 def finished_on_disk(out: str | Path) -> bool:

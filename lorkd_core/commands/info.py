@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from typing import Any
@@ -46,15 +47,35 @@ def describe(scan: Scan) -> dict[str, Any]:
 
 
 def suggest(scan: Scan) -> dict[str, Any] | None:
-    """The region classifier's suggestion, or None when there is no classifier (or it fails)."""
-    try:
-        from lorkd_core.engine.region_suggest import suggest_region
+    """The region suggestion: ``{"region", "confidence", "method"}``, or None when there is no suggester.
+
+    Like the app, a failing suggester (a broken classifier, a scan it cannot resample...) falls back to the
+    heuristic; the answer then also says ``"fallback": "heuristic"`` and why (``"error"``). When the heuristic
+    fails too, ``region`` is None and ``error`` names both failures.
+    """
+    try:  # import_module looks in sys.modules first (the tests put a fake or None there)
+        region_suggest = importlib.import_module("lorkd_core.engine.region_suggest")
     except ImportError:
         return None
+    suggest_region = getattr(region_suggest, "suggest_region", None)
+    if suggest_region is None:
+        return None
     try:
-        found = suggest_region(scan)
+        return _suggestion(suggest_region(scan))
     except Exception as exc:  # a broken classifier must not hide the rest of the scan's facts
-        return {"region": None, "error": f"{exc.__class__.__name__}: {exc}"}
+        error = _error_text(exc)
+    heuristic = getattr(region_suggest, "heuristic_region", None)
+    if heuristic is None:
+        return {"region": None, "error": error}
+    try:
+        out = _suggestion(heuristic(scan))
+    except Exception as exc:
+        return {"region": None, "error": f"{error}; the heuristic fallback failed too: {_error_text(exc)}"}
+    out.setdefault("method", "heuristic")
+    return {**out, "fallback": "heuristic", "error": error}
+
+
+def _suggestion(found: Any) -> dict[str, Any]:
     region = getattr(found, "region", found)
     confidence = getattr(found, "confidence", None)
     if isinstance(found, tuple):
@@ -67,6 +88,10 @@ def suggest(scan: Scan) -> dict[str, Any] | None:
     if isinstance(getattr(found, "method", None), str):
         out["method"] = found.method
     return out
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _fmt(values: Any, digits: int = 4) -> str:
@@ -109,5 +134,8 @@ def run(args: argparse.Namespace) -> int:
         lines.append(
             f"suggested region: {suggestion['region']}" + (f" ({', '.join(details)})" if details else "")
         )
+        if suggestion.get("fallback"):
+            lines.append(f"                  {suggestion['fallback']} fallback: the region suggester failed "
+                         f"({suggestion.get('error', 'no reason given')})")
     print("\n".join(lines))
     return 0

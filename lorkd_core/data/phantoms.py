@@ -10,7 +10,6 @@ arrays. Internals live in the ``phantom_*`` modules; this one holds the public A
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -157,13 +156,11 @@ def _write_nifti(path: Path, array: np.ndarray, case: PhantomCase) -> None:
     img.SetDirection(case.direction)
     with atomic_path(path, suffix=".nii.gz") as tmp:
         sitk.WriteImage(img, str(tmp), True)
-        os.chmod(tmp, 0o644)
 
 
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o644)
 
 
 def _write_case(out: Path, region: str, index: int, n: int, seed: int, size: int | Sequence[int],

@@ -9,6 +9,8 @@ Layout (``DIR/checkpoint/``)::
 
 A step folder is written under a temporary name and renamed when complete, and ``latest.json`` is replaced
 atomically afterwards, so a reader (or a resume after a crash) only ever sees a complete checkpoint.
+Step folders are deleted (pruned, or replaced by a resumed run) by renaming them to a hidden temp name
+first, so a kill during a deletion never leaves a ``step-*`` folder with only some of its files.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def save_checkpoint(root: str | Path, *, step: int, phase: str, model: torch.nn.
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     final = root / name
-    if final.exists():
-        shutil.rmtree(final)
+    if final.exists():  # a resumed run writing the same step again: move the old one aside first, never
+        _remove_step(final, root / f".{name}.tmp-old-{os.getpid()}")  # leave a half-deleted step-* folder
     os.replace(tmp, final)
     write_json_atomic(root / LATEST, {"format": FORMAT, "folder": name, "step": int(step), "phase": phase})
     _prune(root, keep=name)
@@ -140,11 +142,23 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> d
     return {"state": state, "param_groups": groups}
 
 
+def _remove_step(folder: Path, aside: Path) -> None:
+    """Delete a step folder by renaming it to a hidden temp name first: a kill during the deletion leaves
+    a hidden leftover (removed later), never a ``step-*`` folder with only some of its files."""
+    if aside.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.replace(folder, aside)
+    except OSError:
+        aside = folder
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _prune(root: Path, keep: str) -> None:
     folders = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in folders[:-KEEP]:
         if old.name != keep:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_step(old, root / f".{old.name}.tmp-old-{os.getpid()}")
     for stale in root.glob(".step-*.tmp-*"):
         if stale.is_dir() and not stale.name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(stale, ignore_errors=True)

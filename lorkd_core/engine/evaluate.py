@@ -1,7 +1,8 @@
 """``lorkd evaluate``: teacher vs. region experts vs. no-expert baseline on held-out cases.
 
 Segmentation: Dice and NSD (MONAI's DiceMetric / SurfaceDiceMetric, tolerance in mm) per structure on
-the scan's own grid, averaged per region. Classification: accuracy and one-vs-rest AUC per region. Plus
+the scan's own grid, averaged per region. Classification: accuracy and one-vs-rest AUC per region, a case
+without a finding being class "none" as in training (:func:`finding_class`). Plus
 parameters, file size and CPU latency of each model per region. Writes Markdown and CSV, records the
 metrics into each model card and returns an :class:`EvaluationResult` the app can show.
 """
@@ -24,12 +25,14 @@ import numpy as np
 
 from lorkd_core.atomic import write_text_atomic
 from lorkd_core.engine.catalog import ModelEntry, list_models
+from lorkd_core.engine.data_loading import NO_FINDING
 from lorkd_core.engine.model_card import REGION_ORDER, WEIGHTS_NAME, update_metrics
 from lorkd_core.errors import DatasetError, ModelError
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 
 MODEL_ORDER = ("teacher", "experts", "baseline")
 _METRIC_NAMES = {"dice": "Dice", "nsd": "NSD", "accuracy": "Acc", "auc": "AUC"}
+_NO_FINDING_ALIAS = "normal"  # what hand-made classifier cards (and an old model_card docstring) call "none"
 _CARD_KIND = {"teacher": "teacher", "experts": "experts", "expert": "experts", "baseline": "baseline"}
 
 
@@ -206,7 +209,8 @@ def evaluate_models(models_dir: str | Path, manifest: str | Path, out: str | Pat
                 _score_segmentation(predictor, scan, truth, item, entry, name, tolerance_mm, seg, cancel)
             else:
                 result = predictor.classify(scan, entry, cancel=cancel, saliency=False)
-                cls.setdefault((name, item.region), []).append((result.probabilities, item.finding or "normal"))
+                cls.setdefault((name, item.region), []).append((training_classes(result.probabilities),
+                                                                finding_class(item.finding)))
     stats: dict[tuple[str, str], tuple[int, int, float]] = {}
     for k, name in enumerate(by_model):
         _check(cancel)
@@ -227,6 +231,20 @@ def evaluate_models(models_dir: str | Path, manifest: str | Path, out: str | Pat
         _record(result, models, str(manifest), split)
     report(progress, steps, steps, f"wrote {result.markdown_path}")
     return result
+
+
+def finding_class(finding: str | None) -> str:
+    """The class a manifest finding is scored as: a null finding is ``NO_FINDING`` ("none"), the name the
+    phantoms and training (lorkd_core.engine.data_loading) give the class."""
+    return finding or NO_FINDING
+
+
+def training_classes(probabilities: dict[str, float]) -> dict[str, float]:
+    """A model's class probabilities under the training names: a model that calls the no-finding class
+    "normal" (and has no "none") is scored as if it said "none"."""
+    if NO_FINDING in probabilities or _NO_FINDING_ALIAS not in probabilities:
+        return probabilities
+    return {(NO_FINDING if c == _NO_FINDING_ALIAS else c): p for c, p in probabilities.items()}
 
 
 def _check(cancel: CancelToken | None) -> None:

@@ -3,6 +3,10 @@
 ``OUT/config.json`` (the job config) is written at the start, ``OUT/checkpoint/`` holds checkpoints until
 the job finishes, and ``OUT/job.json`` (status "done", steps, seconds, losses) marks a finished job, so
 ``resume=True`` on a finished job returns at once.
+
+Every file lands by rename (lorkd_core.atomic, checkpoint step folders), so a killed job leaves complete
+outputs plus hidden ``.*.tmp-*`` leftovers; a job removes those from ``OUT`` and its subfolders when it
+starts (the output folder belongs to one job at a time; other files there are left alone).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lorkd_core.atomic import write_json_atomic
+from lorkd_core.atomic import remove_stale_temps, write_json_atomic
 from lorkd_core.data.manifest import read_manifest
 from lorkd_core.engine.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint
 from lorkd_core.engine.config import DecomposeConfig, JobConfig
@@ -24,6 +28,7 @@ from lorkd_core.errors import ConfigError
 from lorkd_core.progress import CancelToken, Progress, ProgressCallback
 
 CHECKPOINT_DIR = "checkpoint"
+OUTPUT_FOLDERS = (CHECKPOINT_DIR, "experts", "baseline", "teacher")  # what the jobs write inside OUT
 _RESUMABLE_CHANGES = {"device", "amp", "amp_dtype", "checkpoint_every", "out"}
 
 
@@ -49,10 +54,14 @@ class Job:
         self.resume_from: Checkpoint | None = None
         self.data: TrainingSet | None = None
         done = self.out / "job.json"
+        if self.ctx.is_main:
+            remove_leftovers(self.out)
         if resume and done.is_file():
             info = json.loads(done.read_text(encoding="utf-8"))
             if info.get("status") == "done" and info.get("job") == name:
                 self.finished = info
+                if self.ctx.is_main:  # killed while finish() removed them
+                    shutil.rmtree(self.ckpt_dir, ignore_errors=True)
                 return
         if resume:
             folder = latest_checkpoint(self.ckpt_dir)
@@ -152,6 +161,12 @@ class Job:
             shutil.rmtree(self.ckpt_dir, ignore_errors=True)
         self.ctx.barrier()
         return seconds
+
+
+def remove_leftovers(out: Path) -> None:
+    """Remove the temp files and folders that killed writers left in ``out`` and the job's subfolders."""
+    for folder in (out, *(out / name for name in OUTPUT_FOLDERS)):
+        remove_stale_temps(folder)
 
 
 def _phase_steps(cfg: JobConfig, phase: str) -> int:

@@ -15,6 +15,8 @@ latest checkpoint, or returns at once when ``job.json`` says the job is done.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +136,7 @@ def _class_keys(data: TrainingSet, region: str) -> list[int]:
 def decompose(cfg: DecomposeConfig, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
               *, resume: bool = False, ctx: DistContext | None = None) -> DecomposeResult:
     """LoRKD: distil the teacher into a student backbone with region experts (and a no-expert baseline)."""
-    from lorkd_core.engine.teacher_import import import_teacher, load_teacher
+    from lorkd_core.engine.teacher_import import load_teacher
 
     if not cfg.teacher:
         raise ConfigError("decompose needs a teacher (a model folder, MONAI bundle, TorchScript or safetensors file)")
@@ -192,7 +194,7 @@ def decompose(cfg: DecomposeConfig, progress: ProgressCallback | None = None, ca
     losses = job.run(phases)
     teacher_out = None
     if job.ctx.is_main and cfg.copy_teacher:
-        teacher_out = import_teacher(cfg.teacher, out / "teacher", spec=cfg.teacher_spec or None)
+        teacher_out = _install_teacher(cfg, out / "teacher")
     params = {"teacher": _count(teacher.model), "experts": region_parameters(student),
               "baseline": _count(baseline) if baseline is not None else None,
               "expert_layers": len(report.layers)}
@@ -262,6 +264,24 @@ def region_parameters(model: nn.Module) -> dict[str, int]:
 
 def _count(model: nn.Module | None) -> int:
     return 0 if model is None else int(sum(p.numel() for p in model.parameters()))
+
+
+def _install_teacher(cfg: DecomposeConfig, target: Path) -> Path:
+    """Copy (or import) the teacher into ``target`` as a whole: it is written to a hidden temp folder beside
+    it and renamed into place, so a killed job never leaves a half-copied teacher (the stale temp folder is
+    removed when the job runs again)."""
+    from lorkd_core.engine.teacher_import import import_teacher
+
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    aside = target.with_name(f".{target.name}.tmp-old-{os.getpid()}")
+    for stale in (staging, aside):
+        shutil.rmtree(stale, ignore_errors=True)
+    import_teacher(cfg.teacher, staging, spec=cfg.teacher_spec or None)
+    if target.exists():
+        os.replace(target, aside)
+    os.replace(staging, target)
+    shutil.rmtree(aside, ignore_errors=True)
+    return target
 
 
 def _teacher_reference(cfg: DecomposeConfig, out: Path) -> str:

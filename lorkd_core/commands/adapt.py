@@ -1,24 +1,16 @@
-"""``adapt`` for subprocess jobs: fine-tune one region's expert, with ``lorkd decompose``'s flags and protocol.
+"""``lorkd adapt``: fine-tune one region's expert of an experts model on a small dataset (a new version).
 
-lorkd_core's CLI has no ``adapt`` command yet; until it has (``services.jobs.core_has_command``), the app
-runs this module instead, under torchrun too::
-
-    python -m lorkd_studio.services.adapt_command adapt --config JOB.json --out DIR --progress-json \
-        [--cancel-file FILE] [--resume]
-
-It only wires lorkd_core's shared training-command plumbing (config from file + flags, JSON-lines
-progress, cancel file and signals, torchrun detection) to ``lorkd_core.engine.adapt.adapt``.
+Runs in one process, or under ``torchrun --nproc_per_node N -m lorkd_core adapt ...`` with DDP; the same
+flags, ``--progress-json`` protocol and ``--cancel-file`` as ``lorkd decompose``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from lorkd_core.commands._training import COMMON_FIELDS, add_common_arguments, build_config, run_job
-from lorkd_core.errors import ConfigError, LorkdError
+from lorkd_core.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,23 +43,3 @@ def run(args: argparse.Namespace) -> int:
 
     return run_job(args, "adapt", cfg, work)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lorkd")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
-    try:
-        return int(args.func(args) or 0)
-    except LorkdError as exc:
-        print(f"lorkd {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"lorkd {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
