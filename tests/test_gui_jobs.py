@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+from lorkd_studio import aio
 from lorkd_studio.jobs.manager import CANCEL_NAME, JobManager
 from lorkd_studio.jobs.store import JobStore
 from lorkd_studio.jobs.wiring import install_jobs
@@ -27,6 +28,12 @@ TINY_TEACHER = {"name": "monai.UNet", "kwargs": {"channels": [8, 16], "strides":
 TINY_STUDENT = {"name": "monai.UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
 PATCH = (12, 12, 12)
 WAIT = 60000
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_on_qt(qapp):
+    yield
+    aio.detach()  # subprocess jobs installed qasync's loop on pytest-qt's app: asyncio.run works again after
 
 
 @pytest.fixture(scope="module")
@@ -188,16 +195,38 @@ def test_subprocess_killed_is_interrupted_then_resume_completes(worker, dataset,
             manager.process(job_id).kill()
 
     manager.job_progress.connect(on_progress)
+    # the UI heartbeat while asyncio watches the subprocess (beats counted only while the job is live)
+    beats: list[list[float]] = []
+    live = {"id": None, "was": False}
+
+    def beat():
+        now_live = live["id"] is not None and manager.is_live(live["id"])
+        if now_live:
+            if not live["was"]:
+                beats.append([])  # a new stretch: between the kill and the resume the job is not live
+            beats[-1].append(time.perf_counter())
+        live["was"] = now_live
+
+    timer = QTimer(interval=10)
+    timer.timeout.connect(beat)
+    gc.collect()
+    timer.start()
     rec = manager.start(job_cfg(dataset, teacher_dir, out, steps=16, checkpoint_every=2), mode="subprocess")
+    live["id"] = rec.id
     assert wait_state(qtbot, manager, rec.id, ("interrupted", "failed", "done")) == "interrupted", rec.log
+    assert any("signal 9" in line for line in rec.log)
     assert latest_checkpoint(out / "checkpoint") is not None
     # a new app instance sees the job as interrupted too
     manager.flush()
     assert JobManager(worker, tmp_path / "jobs.json").get(rec.id).state == "interrupted"
     manager.resume(rec.id)
     assert wait_state(qtbot, manager, rec.id, ("interrupted", "failed", "done")) == "done", rec.log
+    timer.stop()
     assert (out / "experts" / "card.json").is_file() and rec.step == 16
     assert not (out / CANCEL_NAME).exists()
+    gaps = [b - a for stretch in beats for a, b in zip(stretch, stretch[1:])]
+    assert len(gaps) > 100
+    assert max(gaps) < 0.150, f"worst UI gap {max(gaps) * 1000:.0f} ms while the subprocess job ran"
 
 
 @pytest.mark.slow

@@ -64,10 +64,47 @@ def test_main_window_has_jobs_menu_and_dock(tmp_path, qtbot, monkeypatch):
         menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
         assert "Jobs" in menus and menus.index("Jobs") < menus.index("Help")
         assert window.new_job_action.text() == "New decomposition…"
+        assert window.adapt_action.text() == "Adapt an expert…"
         assert window.jobs_panel.manager is window.jobs
         assert window.jobs.store.path == tmp_path / "jobs.json"
     finally:
         window.close()
+
+
+def test_adapt_type_shows_the_experts_regions_ranks_and_refuses_a_region_without_cases(worker, tmp_path, qtbot):
+    from lorkd_studio.services.jobs import bundled_experts, bundled_teacher
+
+    if bundled_experts() is None:
+        pytest.skip("no bundled experts model")
+    manifest = make_blob_dataset(tmp_path / "blobs", cases_per_region=1)  # abdomen, thorax, pelvis
+    manager = JobManager(worker, tmp_path / "jobs.json")
+    dialog = JobDialog(manager)
+    qtbot.addWidget(dialog)
+    assert dialog.windowTitle() == "New decomposition" and not dialog.adapt_page.isVisibleTo(dialog)
+    dialog.set_job_type("adapt")
+    assert dialog.windowTitle() == "Adapt an expert" and dialog.adapt_page.isVisibleTo(dialog)
+    assert not dialog.decompose_page.isVisibleTo(dialog)
+    assert dialog.steps.value() == 100 and dialog.lr.value() == pytest.approx(1e-3)
+    assert dialog.region.count() == 8 and dialog.patch.value() == 32  # the bundled experts' training patch
+    dialog.experts.setText(str(bundled_teacher()))
+    dialog.experts.editingFinished.emit()
+    assert dialog.region.count() == 0 and "not region experts" in dialog.adapt_rank.text()
+    dialog.experts.setText(str(bundled_experts()))
+    dialog.experts.editingFinished.emit()
+    dialog.region.setCurrentIndex(dialog.region.findData("brain"))
+    assert dialog.adapt_rank.text().startswith("4: the brain expert keeps its rank")
+    dialog.source.setCurrentIndex(dialog.source.findData("manifest"))
+    dialog.data_path.setText(str(manifest))
+    dialog.out.setText(str(tmp_path / "out"))
+    dialog.check_button.click()
+    qtbot.waitUntil(lambda: "Cases for brain" in dialog.report.toPlainText(), timeout=30000)
+    assert "Cases for brain: 0 (nothing to adapt on)" in dialog.report.toPlainText()
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: "Cannot start" in dialog.report.toPlainText(), timeout=30000)
+    assert "region 'brain' has no training cases" in dialog.report.toPlainText() and dialog.started is None
+    cfg = dialog.config(str(manifest))
+    assert type(cfg).__name__ == "AdaptConfig" and cfg.region == "brain" and cfg.regions == ["brain"]
+    assert cfg.spacing == (4.0, 4.0, 4.0)  # the resolution the bundled experts were trained at
 
 
 def test_memory_estimate_is_checked_against_the_machine():
