@@ -95,7 +95,7 @@ def test_cancel_stops_between_windows(models, scan):
 def test_classify_probabilities_and_gradcam(models, scan):
     entry = _entry(models, "classifier")
     result = Predictor("cpu").classify(scan, entry)
-    assert set(result.probabilities) == {"normal", "cyst"}
+    assert set(result.probabilities) == {"none", "cyst"}
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert result.saliency is not None and result.saliency.shape == scan.array.shape
     assert 0.0 <= result.saliency.min() and result.saliency.max() <= 1.0 + 1e-6

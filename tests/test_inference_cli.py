@@ -58,7 +58,7 @@ def test_classify_prints_probabilities(models, tmp_path, capsys):
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     probs = {line.split()[0]: float(line.split()[1]) for line in lines[1:]}
-    assert set(probs) == {"normal", "cyst"} and sum(probs.values()) == pytest.approx(1.0, abs=2e-3)
+    assert set(probs) == {"none", "cyst"} and sum(probs.values()) == pytest.approx(1.0, abs=2e-3)
 
 
 @pytest.mark.parametrize("args, needle", [

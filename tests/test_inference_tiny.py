@@ -127,7 +127,7 @@ def build_classifier(root: Path, regions=("abdomen", "thorax"), seed: int = 0) -
     arch = region_architecture(spec, 8, dict.fromkeys(regions, 2), "classification")
     model = build_from_architecture(arch)
     _randomize(model, seed)
-    labels = {r: {0: "normal", 1: "cyst"} for r in regions}
+    labels = {r: {0: "none", 1: "cyst"} for r in regions}
     card = _card("baseline", arch, regions, labels, task="classification")
     card.extra["preprocessing"] = {"spacing": SPACING, "patch_size": [16, 16, 16], "spatial_dims": 3}
     save_model_folder(root / "classifier", model, card)

@@ -258,7 +258,7 @@ def state_nbytes(state: Mapping[str, torch.Tensor]) -> int:
 
 def region_labels(card: ModelCard, region: str) -> dict[int, str]:
     """The labels a model outputs for ``region``: segmentation ``{1: "liver", ...}`` (0 = background),
-    classification ``{0: "normal", 1: ...}``. A teacher's union labels are restricted and renumbered."""
+    classification ``{0: "none", 1: ...}``. A teacher's union labels are restricted and renumbered."""
     if card.kind != "teacher":
         names = card.label_names(region)
         if not names:
