@@ -102,7 +102,8 @@ def test_cancel_touches_the_file_then_the_child_reports_cancelled(tmp_path, qtbo
     cancel = tmp_path / "cancel"
     code = ("import json, os, time\n"
             "print(json.dumps({'event': 'start'}), flush=True)\n"
-            f"while not os.path.exists({str(cancel)!r}): time.sleep(0.02)\n"
+            "deadline = time.time() + 120  # never outlive a failed test (the child has its own session)\n"
+            f"while not os.path.exists({str(cancel)!r}) and time.time() < deadline: time.sleep(0.02)\n"
             "print(json.dumps({'event': 'cancelled', 'message': 'job was cancelled'}), flush=True)\n"
             "raise SystemExit(130)\n")
     cancel.touch()  # a stale file from an earlier run is removed at start
