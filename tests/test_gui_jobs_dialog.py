@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from lorkd_studio.jobs.dialog import JobDialog
 from lorkd_studio.jobs.manager import JobManager
@@ -85,7 +88,9 @@ def test_adapt_type_shows_the_experts_regions_ranks_and_refuses_a_region_without
     assert dialog.windowTitle() == "Adapt an expert" and dialog.adapt_page.isVisibleTo(dialog)
     assert not dialog.decompose_page.isVisibleTo(dialog)
     assert dialog.steps.value() == 100 and dialog.lr.value() == pytest.approx(1e-3)
-    assert dialog.region.count() == 8 and dialog.patch.value() == 32  # the bundled experts' training patch
+    card = json.loads((Path(bundled_experts()) / "card.json").read_text(encoding="utf-8"))
+    trained_patch = card["training"]["config"]["patch_size"][0]
+    assert dialog.region.count() == 8 and dialog.patch.value() == trained_patch  # the experts' training patch
     dialog.experts.setText(str(bundled_teacher()))
     dialog.experts.editingFinished.emit()
     assert dialog.region.count() == 0 and "not region experts" in dialog.adapt_rank.text()
