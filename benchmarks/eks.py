@@ -2,6 +2,7 @@
 
     python benchmarks/eks.py                    # CPU, the default configuration
     python benchmarks/eks.py --device cuda      # GPU (peak memory from torch.cuda.max_memory_allocated)
+    python benchmarks/eks.py --quick --json eks.json   # smoke test (16^3 patches, 2 rounds); JSON file too
 
 Variants, all on the same mixed batch in which every region is present:
   plain         the student UNet without experts
@@ -44,18 +45,24 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=32, help="cubic patch edge in voxels")
+    p.add_argument("--size", type=int, default=None, help="cubic patch edge in voxels (default 32, quick 16)")
     p.add_argument("--channels", default="16,32,64,128")
     p.add_argument("--res-units", type=int, default=2)
     p.add_argument("--out-channels", type=int, default=8)
     p.add_argument("--encoder-rank", type=int, default=4)
     p.add_argument("--decoder-rank", type=int, default=8)
-    p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--reps", type=int, default=None, help="timed rounds (default 7, quick 2)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 2, quick 1)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"any of {','.join(VARIANTS)}")
+    p.add_argument("--quick", action="store_true", help="smoke-test settings: 16^3 patches, 1 warm-up + 2 rounds")
+    p.add_argument("--json", metavar="OUT", help="also write the summary (plus the machine) as JSON to OUT")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for key, full, quick in (("size", 32, 16), ("reps", 7, 2), ("warmup", 2, 1)):
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    return args
 
 
 def _rss_bytes() -> int:
@@ -349,7 +356,29 @@ def main(argv: list[str] | None = None) -> int:
         "targets_met": met,
     }
     print(json.dumps(summary))
+    if args.json:
+        extra = {
+            "x_plain_paired": {v: round(_paired_ratio(times, v, "plain"), 3) for v in variants} if has_plain else {},
+            "cpu_x_plain_paired": (
+                {v: round(_paired_ratio(cpu_times, v, "plain"), 3) for v in variants} if has_plain else {}
+            ),
+            "rounds_wall_s": {v: [round(t, 4) for t in ts] for v, ts in times.items()},
+            "rounds_cpu_s": {v: [round(t, 4) for t in ts] for v, ts in cpu_times.items()},
+        }
+        _write_json(args, {**summary, **extra})
     return 0
+
+
+def _write_json(args: argparse.Namespace, summary: dict) -> None:
+    """The printed summary plus the machine it came from, written to ``--json`` (nothing printed)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _bench
+
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": "eks", "quick": args.quick, **summary,
+            "machine": _bench.machine_info(args.device, args.threads)}
+    out.write_text(json.dumps(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -356,7 +356,7 @@ def render_markdown(result: EvaluationResult, *, title: str = "", data: str = ""
         lines.append(_row(cells))
     mean_cells = ["**Mean**", str(result.cases)] + [_fmt(result.mean(m, k)) for k in metrics for m in models]
     lines += [_row(mean_cells), ""]
-    lines += ["## Size and speed", "", _row(["Region", "Model", "Parameters", "Size (MB)", "CPU latency (ms)"]),
+    lines += ["## Size and speed", "", _row(["Region", "Model", "Parameters", "Size (MB)", f"Latency on {result.device} (ms)"]),
               _row(["---"] * 5)]
     for s in result.region_scores:
         lines.append(_row([s.region, s.model, f"{s.parameters:,}", f"{s.file_bytes / 1e6:.2f}", _fmt(s.latency_ms, 1)]))
