@@ -91,7 +91,13 @@ def init_from_env(device: str = "auto") -> DistContext:
     local = int(os.environ.get("LOCAL_RANK", rank))
     dev = select_device(device)
     if dev.type == "cuda":
-        dev = torch.device("cuda", local % max(1, torch.cuda.device_count()))
+        per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", world)), torch.cuda.device_count()
+        if per_node > gpus:  # NCCL cannot put two ranks on one GPU: fail clearly instead of hanging
+            from lorkd_core.errors import ConfigError
+
+            raise ConfigError(f"{per_node} processes per machine but only {gpus} CUDA device(s): NCCL needs one "
+                              f"GPU per process; use at most {gpus} processes, or device 'cpu'")
+        dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
         backend = "nccl"
     else:
