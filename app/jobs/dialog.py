@@ -1,6 +1,12 @@
 """The job dialog: a job type (decompose a teacher, or adapt one region's expert), its data, its settings,
 the device and where to run.
 
+A decomposition opens on the "Demo decomposition" preset (DEMO_PRESET): the bundled phantoms and the
+bundled teacher, sized so that one click on Start finishes (phantoms, data loading, training, evaluation)
+in about DEMO_MINUTES minutes on a 2-core CPU machine; docs/gui_decomposition_timing.md has the measured
+run and tests/test_gui_demo_job.py keeps the two in step. Editing any of its fields turns the preset to
+"Custom".
+
 "Check data" imports the dataset on the worker and shows the per-region case counts and problems (for
 an adapt job also the chosen region's cases and whether their labels match the expert's head);
 "Start" prepares the data (phantoms are generated into the job folder, a TotalSegmentator / nnU-Net /
@@ -25,6 +31,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -32,7 +39,14 @@ from PySide6.QtWidgets import (
 )
 
 from ..services import jobs as job_service
-from ..services.core import AdaptConfig, DecomposeConfig, JobConfig, LorkdError, default_student_network
+from ..services.core import (
+    AdaptConfig,
+    DecomposeConfig,
+    JobConfig,
+    LorkdError,
+    Progress,
+    default_student_network,
+)
 from ..services.jobs import DataCheck, ExpertsSource, bundled_experts, bundled_teacher
 from .manager import JobManager
 
@@ -42,12 +56,29 @@ STUDENTS = {
     "tiny": {"name": "monai.UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
     "small": {"name": "monai.UNet", "kwargs": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 0}},
     "default": default_student_network(),
+    # the bundled experts' backbone (resources/models/experts): the demo preset trains the same architecture
+    "demo": {"name": "monai.UNet",
+             "kwargs": {"channels": [32, 48, 64, 96, 128], "strides": [2, 2, 2, 2], "num_res_units": 0}},
 }
 RANK_MODES = ("uniform", "per region", "proportional")
 TITLES = {"decompose": "New decomposition", "adapt": "Adapt an expert"}
 DEFAULT_STEPS = {"decompose": DecomposeConfig.steps, "adapt": AdaptConfig.steps}
 DEFAULT_LR = {"decompose": DecomposeConfig.lr, "adapt": AdaptConfig.lr}
 DEFAULT_PATCH = 64
+DEFAULT_SPACING_MM = 3.0  # DecomposeConfig's default resolution
+
+# The one-click demo: the bundled phantoms (generated into the job folder) and the bundled teacher (trained
+# at 4 mm on 64^3 patches; it is fully convolutional, so the student can learn from it on 32^3 patches).
+# Measured from the GUI on 2 CPU cores: docs/gui_decomposition_timing.md (keep both in step; a test checks).
+DEMO_MINUTES = 11
+DEMO_PRESET = {
+    "dataset": "phantoms", "phantom_cases": 4, "phantom_size": 96, "teacher": "bundled",
+    "student": "demo", "feature_channels": 16, "ranks": "uniform", "rank": 4, "lam": 1.0, "tau": 2.0,
+    "baseline": False, "steps": 500, "batch_size": 8, "patch": 32, "spacing_mm": 4.0, "lr": 0.01,
+    "device": "auto", "run": "inprocess", "evaluate": True,
+}
+PRESETS = {"demo": f"Demo decomposition: bundled phantoms + bundled teacher (about {DEMO_MINUTES} min on 2 CPU cores)",
+           "custom": "Custom"}
 
 
 class JobDialog(QDialog):
@@ -69,6 +100,12 @@ class JobDialog(QDialog):
         self.data_path = QLineEdit()
         self.data_path.setPlaceholderText("folder or manifest.jsonl")
         self.phantom_cases = QSpinBox(minimum=1, maximum=200, value=4)
+        self.phantom_size = QSpinBox(minimum=32, maximum=256, value=96, singleStep=16)
+        self.preset = QComboBox()
+        self.preset.setObjectName("jobPreset")
+        for key, text in PRESETS.items():
+            self.preset.addItem(text, key)
+        self._applying = False  # setting fields from a preset (not a user edit)
 
         # decompose
         self.teacher = QLineEdit(str(bundled_teacher() or ""))
@@ -84,6 +121,7 @@ class JobDialog(QDialog):
         self.per_region.setPlaceholderText("abdomen=4,thorax=2,…")
         self.lam = QDoubleSpinBox(decimals=3, minimum=0.0, maximum=100.0, value=1.0, singleStep=0.1)
         self.tau = QDoubleSpinBox(decimals=2, minimum=0.1, maximum=100.0, value=2.0, singleStep=0.5)
+        self.spacing = QDoubleSpinBox(decimals=2, minimum=0.25, maximum=20.0, value=DEFAULT_SPACING_MM, singleStep=0.5)
         self.baseline = QCheckBox("Also train the no-expert baseline")
         self.baseline.setChecked(True)
 
@@ -119,12 +157,19 @@ class JobDialog(QDialog):
         self.report.setObjectName("jobDialogReport")
         self.report.setReadOnly(True)
         self.report.setMinimumHeight(110)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("jobDialogProgress")
+        self.progress.setRange(0, 1000)
+        self.progress.setVisible(False)
 
         top = QFormLayout()
         top.addRow("Job", self.job_type)
+        top.addRow("Preset", self.preset)
+        self.preset_label = top.labelForField(self.preset)
         top.addRow("Dataset", self.source)
         top.addRow("", self._with_browse(self.data_path, folder=True))
         top.addRow("Phantom cases / region", self.phantom_cases)
+        top.addRow("Phantom size (voxels)", self.phantom_size)
         self.decompose_page = QWidget()
         form = QFormLayout(self.decompose_page)
         form.setContentsMargins(0, 0, 0, 0)
@@ -136,6 +181,7 @@ class JobDialog(QDialog):
         form.addRow("Per-region ranks", self.per_region)
         form.addRow("λ (distillation)", self.lam)
         form.addRow("τ (temperature)", self.tau)
+        form.addRow("Spacing (mm, cube)", self.spacing)
         form.addRow("", self.baseline)
         self.adapt_page = QWidget()
         form = QFormLayout(self.adapt_page)
@@ -168,6 +214,7 @@ class JobDialog(QDialog):
         layout.addWidget(self.adapt_page)
         layout.addLayout(bottom)
         layout.addWidget(self.check_button)
+        layout.addWidget(self.progress)
         layout.addWidget(self.report)
         layout.addWidget(self.buttons)
         self.source.currentIndexChanged.connect(self._sync)
@@ -176,6 +223,9 @@ class JobDialog(QDialog):
         self.job_type.currentIndexChanged.connect(self._on_job_type)
         self.experts.editingFinished.connect(self._read_experts)
         self.region.currentIndexChanged.connect(self._show_rank)
+        self.preset.currentIndexChanged.connect(self._on_preset)
+        for signal in self._preset_field_signals():
+            signal.connect(self._edited)
         self._wanted_region = region
         self._read_experts()
         self.job_type.setCurrentIndex(max(0, self.job_type.findData(job_type)))
@@ -215,18 +265,98 @@ class JobDialog(QDialog):
         self.setWindowTitle(TITLES[kind])
         self.decompose_page.setVisible(kind == "decompose")
         self.adapt_page.setVisible(kind == "adapt")
-        self.steps.setValue(DEFAULT_STEPS[kind])
-        self.lr.setValue(DEFAULT_LR[kind])
-        if kind == "adapt" and self.experts_source is not None and self.experts_source.patch_size:
-            self.patch.setValue(max(self.experts_source.patch_size))  # the patch the expert was trained with
-        elif kind == "decompose":
-            self.patch.setValue(DEFAULT_PATCH)
+        self.preset.setVisible(kind == "decompose")
+        if self.preset_label is not None:
+            self.preset_label.setVisible(kind == "decompose")
+        if kind == "decompose" and self.preset.currentData() == "demo":
+            self.apply_preset("demo")
+            return
+        self._applying = True
+        try:
+            self.steps.setValue(DEFAULT_STEPS[kind])
+            self.lr.setValue(DEFAULT_LR[kind])
+            if kind == "adapt" and self.experts_source is not None and self.experts_source.patch_size:
+                self.patch.setValue(max(self.experts_source.patch_size))  # the patch the expert was trained with
+            elif kind == "decompose":
+                self.patch.setValue(DEFAULT_PATCH)
+        finally:
+            self._applying = False
         self._sync()
+
+    # ---------------------------------------------------------------- presets
+
+    def _preset_field_signals(self) -> list:
+        """The change signals of every field a preset sets (a user edit turns the preset to "Custom")."""
+        return [self.source.currentIndexChanged, self.phantom_cases.valueChanged, self.phantom_size.valueChanged,
+                self.teacher.textChanged, self.student.currentIndexChanged, self.feature_channels.valueChanged,
+                self.rank_mode.currentIndexChanged, self.rank.valueChanged, self.lam.valueChanged,
+                self.tau.valueChanged, self.baseline.toggled, self.steps.valueChanged, self.batch.valueChanged,
+                self.patch.valueChanged, self.spacing.valueChanged, self.lr.valueChanged,
+                self.device.currentIndexChanged, self.where.currentIndexChanged, self.evaluate.toggled]
+
+    def preset_values(self) -> dict[str, Any]:
+        """The fields a preset sets, under DEMO_PRESET's keys ("teacher": "bundled" when it is the bundled one)."""
+        teacher = self.teacher.text().strip()
+        bundled = bundled_teacher()
+        return {
+            "dataset": self.source.currentData(), "phantom_cases": self.phantom_cases.value(),
+            "phantom_size": self.phantom_size.value(),
+            "teacher": "bundled" if bundled is not None and teacher == str(bundled) else teacher,
+            "student": self.student.currentText(), "feature_channels": self.feature_channels.value(),
+            "ranks": self.rank_mode.currentText(), "rank": self.rank.value(), "lam": self.lam.value(),
+            "tau": self.tau.value(), "baseline": self.baseline.isChecked(), "steps": self.steps.value(),
+            "batch_size": self.batch.value(), "patch": self.patch.value(), "spacing_mm": self.spacing.value(),
+            "lr": self.lr.value(), "device": self.device.currentText(), "run": self.where.currentData(),
+            "evaluate": self.evaluate.isChecked(),
+        }
+
+    def apply_preset(self, name: str = "demo") -> None:
+        """Set the fields to a preset (only "demo" has values; "custom" keeps what is there)."""
+        if name == "demo":
+            p = DEMO_PRESET
+            self._applying = True
+            try:
+                self.source.setCurrentIndex(self.source.findData(p["dataset"]))
+                self.phantom_cases.setValue(p["phantom_cases"])
+                self.phantom_size.setValue(p["phantom_size"])
+                if p["teacher"] == "bundled":
+                    self.teacher.setText(str(bundled_teacher() or ""))
+                self.student.setCurrentText(p["student"])
+                self.feature_channels.setValue(p["feature_channels"])
+                self.rank_mode.setCurrentText(p["ranks"])
+                self.rank.setValue(p["rank"])
+                self.lam.setValue(p["lam"])
+                self.tau.setValue(p["tau"])
+                self.baseline.setChecked(p["baseline"])
+                self.steps.setValue(p["steps"])
+                self.batch.setValue(p["batch_size"])
+                self.patch.setValue(p["patch"])
+                self.spacing.setValue(p["spacing_mm"])
+                self.lr.setValue(p["lr"])
+                self.device.setCurrentText(p["device"])
+                self.where.setCurrentIndex(self.where.findData(p["run"]))
+                self.evaluate.setChecked(p["evaluate"])
+            finally:
+                self._applying = False
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(self.preset.findData(name))
+        self.preset.blockSignals(False)
+        self._sync()
+
+    def _on_preset(self) -> None:
+        self.apply_preset(str(self.preset.currentData()))
+
+    def _edited(self, *_args) -> None:
+        if not self._applying and self.kind == "decompose" and self.preset.currentData() != "custom":
+            self.preset.blockSignals(True)
+            self.preset.setCurrentIndex(self.preset.findData("custom"))
+            self.preset.blockSignals(False)
 
     def _sync(self) -> None:
         phantoms = self.source.currentData() == "phantoms"
         self.data_path.setEnabled(not phantoms)
         self.phantom_cases.setEnabled(phantoms)
+        self.phantom_size.setEnabled(phantoms)
         self.per_region.setEnabled(self.rank_mode.currentText() == "per region")
         self.processes.setEnabled(self.where.currentData() == "subprocess")
 
@@ -281,7 +411,8 @@ class JobDialog(QDialog):
         ranks: Any = self.rank.value() if mode == "uniform" else "proportional" if mode == "proportional" \
             else job_service.parse_ranks(self.per_region.text().strip())
         return DecomposeConfig(
-            **common, teacher=self.teacher.text().strip(), student=dict(STUDENTS[self.student.currentText()]),
+            **common, spacing=(float(self.spacing.value()),) * 3, teacher=self.teacher.text().strip(),
+            student=dict(STUDENTS[self.student.currentText()]),
             feature_channels=self.feature_channels.value(), ranks=ranks, rank=max(1, self.rank.value()),
             lam=self.lam.value(), tau=self.tau.value(), baseline=self.baseline.isChecked())
 
@@ -302,7 +433,7 @@ class JobDialog(QDialog):
             return
         self._busy(True)
         self.report.setPlainText("Reading the dataset…")
-        cases = self.phantom_cases.value()
+        cases, size = self.phantom_cases.value(), self.phantom_size.value()
         regions = [self.region.currentData()] if self.kind == "adapt" else None
 
         def fail(exc: BaseException) -> None:
@@ -311,12 +442,26 @@ class JobDialog(QDialog):
 
         self.manager.worker.submit(
             "Reading the dataset",
-            lambda ctx: job_service.prepare_data(source, path, out, phantom_cases=cases, regions=regions, ctx=ctx),
-            key="job-dialog", on_result=then, on_error=fail)
+            lambda ctx: job_service.prepare_data(source, path, out, phantom_cases=cases, phantom_size=size,
+                                                 regions=regions, ctx=ctx),
+            key="job-dialog", on_result=then, on_error=fail, on_progress=self._show_progress)
+
+    def _show_progress(self, p: Progress) -> None:
+        """A data-preparation report (phantom generation, dataset check) in the bar and the report text."""
+        if not self.progress.isVisible():
+            return  # the dialog has finished with this task
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * p.step / p.total) if p.total else 0)
+        self.report.setPlainText(f"Preparing the data: {p.message} ({p.step}/{p.total})" if p.total
+                                 else f"Preparing the data: {p.message}")
 
     def _busy(self, busy: bool) -> None:
         self.check_button.setEnabled(not busy)
         self.start_button.setEnabled(not busy)
+        self.progress.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(0)
 
     def _data_report(self, check: DataCheck) -> str:
         text = _data_text(check.counts, check.problems)
@@ -358,6 +503,8 @@ class JobDialog(QDialog):
                                                   evaluate=self.evaluate.isChecked())
                 self.accept()
 
+            self.report.setPlainText(self._data_report(check) + "\nChecking the job (settings, memory estimate)…")
+            self.progress.setRange(0, 0)  # busy: the preflight builds the network once
             self.manager.worker.submit("Checking the job", lambda ctx: job_service.preflight(cfg, world=world),
                                        key="job-dialog", on_result=decided,
                                        on_error=lambda exc: (self._busy(False),

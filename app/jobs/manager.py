@@ -261,21 +261,36 @@ class JobManager(QObject):
     # ---------------------------------------------------------------- evaluation
 
     def evaluate(self, job_id: str) -> TaskHandle:
-        """Experts vs teacher vs baseline on the job's data (its test split, else all cases), on the worker."""
+        """Experts vs teacher vs baseline on the job's data (its test split, else all cases), on the worker.
+        Its progress shows as the job's phase ("evaluating 3/11: case brain_003") and in the job's log."""
         rec = self.get(job_id)
         data = str(rec.config.get("data", ""))
 
         def work(ctx) -> str:
             return job_service.evaluate_output(rec.out, data, rec.name, ctx.progress, ctx.cancel)
 
+        def progress(p: Progress) -> None:
+            text = f"evaluating {p.step}/{p.total}: {p.message}" if p.total else f"evaluating: {p.message}"
+            if text != rec.phase:
+                rec.phase = text
+                self._log(job_id, text)
+
         def done(text: str) -> None:
             rec.evaluation = text
+            rec.phase = "evaluated"
+            rec.add_log("evaluation done (the Evaluation tab shows the table)")
             self.store.save(background=True)
             self.evaluated.emit(job_id, text)
             self.job_changed.emit(job_id)
 
-        return self.worker.submit(f"Evaluating {rec.name}", work, on_result=done,
-                                  on_error=lambda exc: self._log(job_id, f"evaluation failed: {exc}"))
+        def failed(exc: BaseException) -> None:
+            rec.phase = "evaluation failed"
+            self._log(job_id, f"evaluation failed: {exc}")
+
+        rec.phase = "evaluating"
+        self._log(job_id, "evaluating the job's models (teacher, experts, baseline if trained) on the held-out cases")
+        return self.worker.submit(f"Evaluating {rec.name}", work, on_result=done, on_error=failed,
+                                  on_progress=progress)
 
     # ---------------------------------------------------------------- startup
 

@@ -26,7 +26,23 @@ def install_jobs(session, store_path: str | Path | None = None) -> JobManager:
             session.message.emit(f"Job finished: new experts in {out}")
 
     manager.job_finished.connect(on_finished)
+    # the evaluation writes each model's Dice into its card: list the models again so the switcher shows it
+    manager.evaluated.connect(lambda _id, _text: session.refresh_models())
     return manager
+
+
+def default_job_folder(store_path: str | Path, job_type: str) -> Path:
+    """A new output folder for a job: ``jobs/<type>-<date>-<time>`` beside the job list (a number is added when
+    that name is taken), so a job can start without the user choosing a folder first."""
+    import time
+
+    base = Path(store_path).parent / "jobs"
+    stem = f"{job_type}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, n = base / stem, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{stem}-{n}"
+    return folder
 
 
 def store_path_for(settings) -> Path:
@@ -59,6 +75,10 @@ def attach_jobs(window) -> JobManager:
     session = window.session
     manager = install_jobs(session, store_path_for(session.settings))
     panel = JobsPanel(manager)
+    # JobsPanel connects job_changed to the bound ``add`` of its dirty set, and swaps that set for a new one
+    # on every refresh: after the first refresh, changes that come without a progress step (a job's end,
+    # log lines, the evaluation's progress) never reached the panel. Mark them dirty on the current set.
+    manager.job_changed.connect(lambda job_id: panel._dirty.add(job_id))
     dock = QDockWidget("Jobs", window)
     dock.setObjectName("jobsDock")
     dock.setWidget(panel)
@@ -70,7 +90,8 @@ def attach_jobs(window) -> JobManager:
     def new_job(job_type: str) -> None:
         from .dialog import JobDialog
 
-        dialog = JobDialog(manager, parent=window, job_type=job_type, region=session.state.region or None)
+        dialog = JobDialog(manager, default_job_folder(manager.store.path, job_type), parent=window,
+                           job_type=job_type, region=session.state.region or None)
         if dialog.exec() and dialog.started is not None:
             dock.show()
             dock.raise_()

@@ -122,7 +122,8 @@ def prepare_data(source: str, path: str, out: Path, *, phantom_cases: int = 4, p
         manifest = folder / "manifest.jsonl"
         if not manifest.is_file():
             manifest = Path(write_phantom_dataset(folder, phantom_cases, regions, size=phantom_size,
-                                                  progress=progress, cancel=cancel))
+                                                  progress=_prefixed(progress, "generating phantom"),
+                                                  cancel=cancel))
         path = str(manifest)
     result = import_dataset(path, progress=progress, cancel=cancel)
     labels: dict[str, dict[int, str]] = {}
@@ -134,6 +135,15 @@ def prepare_data(source: str, path: str, out: Path, *, phantom_cases: int = 4, p
     if source == "folder" and result.items:
         path = str(write_manifest(out / "data" / "manifest.jsonl", result.items))
     return DataCheck(path, summarize(result.items), [str(p) for p in result.problems], labels)
+
+
+def _prefixed(progress, prefix: str):
+    """``progress`` with ``prefix`` before each report's message (None stays None)."""
+    if progress is None:
+        return None
+    from lorkd_core.progress import Progress
+
+    return lambda p: progress(Progress(p.step, p.total, f"{prefix} {p.message}".strip(), dict(p.metrics)))
 
 
 def parse_ranks(text: str) -> int | str | dict[str, int] | None:
