@@ -83,7 +83,8 @@ class StudioState(QObject):
             self.model_problems_changed.emit(self.model_problems)
 
     def set_offered(self, models: list[ModelInfo]) -> None:
-        if [m.id for m in models] != [m.id for m in self.offered]:
+        # the models themselves, not their ids: a re-evaluated model keeps its id but shows a new Dice
+        if list(models) != self.offered:
             self.offered = list(models)
             self.offered_changed.emit(self.offered)
 

@@ -75,10 +75,6 @@ def attach_jobs(window) -> JobManager:
     session = window.session
     manager = install_jobs(session, store_path_for(session.settings))
     panel = JobsPanel(manager)
-    # JobsPanel connects job_changed to the bound ``add`` of its dirty set, and swaps that set for a new one
-    # on every refresh: after the first refresh, changes that come without a progress step (a job's end,
-    # log lines, the evaluation's progress) never reached the panel. Mark them dirty on the current set.
-    manager.job_changed.connect(lambda job_id: panel._dirty.add(job_id))
     dock = QDockWidget("Jobs", window)
     dock.setObjectName("jobsDock")
     dock.setWidget(panel)

@@ -100,8 +100,9 @@ class JobsPanel(QWidget):
         self._timer.timeout.connect(self._flush)
         self._timer.start()
         manager.job_added.connect(self._on_added)
-        manager.job_changed.connect(self._dirty.add)
-        manager.job_progress.connect(lambda job_id, *_: self._dirty.add(job_id))
+        # a method, not ``self._dirty.add``: _flush swaps the set, and a bound ``add`` would keep filling the old one
+        manager.job_changed.connect(self._mark_dirty)
+        manager.job_progress.connect(self._mark_dirty)
         manager.evaluated.connect(self._on_evaluated)
         for rec in manager.jobs:
             self._add_row(rec)
@@ -133,8 +134,12 @@ class JobsPanel(QWidget):
         self._add_row(self.manager.get(job_id))
         self.select(job_id)
 
-    def _on_evaluated(self, job_id: str, _text: str) -> None:
+    def _mark_dirty(self, job_id: str, *_args) -> None:
+        """Refresh the job's row (and the detail, when selected) at the next flush."""
         self._dirty.add(job_id)
+
+    def _on_evaluated(self, job_id: str, _text: str) -> None:
+        self._mark_dirty(job_id)
         if job_id == self.selected_id():
             self.tabs.setCurrentWidget(self.evaluation)
 
@@ -194,7 +199,7 @@ class JobsPanel(QWidget):
         job_id = self.selected_id()
         if job_id:
             fn(job_id)
-            self._dirty.add(job_id)
+            self._mark_dirty(job_id)
             self._flush()
 
     def _open_output(self) -> None:
