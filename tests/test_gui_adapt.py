@@ -8,52 +8,44 @@ import json
 from pathlib import Path
 
 import pytest
-from lorkd_studio import aio
+from gui_job_support import (
+    PATCH,
+    WAIT,
+    asyncio_on_qt,
+    cancel_at,
+    check_manifest,
+    dataset_fixture,
+    decompose_cfg,
+    jobs_panel,
+    kill_at,
+    manager_fixture,
+    session_fixture,
+    teacher_dir_fixture,
+    wait_state,
+    worker_fixture,
+)
 from lorkd_studio.jobs.dialog import JobDialog
 from lorkd_studio.jobs.manager import CANCEL_NAME, JobManager
 from lorkd_studio.jobs.store import JobStore
 from lorkd_studio.jobs.wiring import install_jobs
 from lorkd_studio.panels.expert_panel import ExpertPanel
-from lorkd_studio.panels.jobs_panel import JobsPanel
-from lorkd_studio.services.settings import AppSettings
-from lorkd_studio.services.worker import TorchWorker
-from lorkd_studio.session import Session
-from test_engine_train_helpers import make_blob_dataset
 
 from lorkd_core.engine.checkpoint import latest_checkpoint
-from lorkd_core.engine.config import AdaptConfig, DecomposeConfig, FoundationConfig
+from lorkd_core.engine.config import AdaptConfig
 
 pytestmark = pytest.mark.gui
-
-TINY_TEACHER = {"name": "monai.UNet", "kwargs": {"channels": [8, 16], "strides": [2], "num_res_units": 0}}
-TINY_STUDENT = {"name": "monai.UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
-PATCH = (12, 12, 12)
-WAIT = 60000
-
-
-@pytest.fixture(autouse=True)
-def _asyncio_on_qt(qapp):
-    yield
-    aio.detach()
+# the shared fixtures this module uses: pytest finds them among its names (asyncio_on_qt is autouse)
+SHARED_FIXTURES = (asyncio_on_qt, dataset_fixture, manager_fixture, session_fixture, teacher_dir_fixture,
+                   worker_fixture)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_blob_dataset(tmp_path_factory.mktemp("blobs"), cases_per_region=2)
-
-
-@pytest.fixture(scope="module")
-def parent(dataset, tmp_path_factory):
+def parent(dataset, teacher_dir, tmp_path_factory):
     """A tiny decomposition (teacher 2 steps, experts 2 steps): the experts model the new versions start from."""
-    from lorkd_core.engine.train import decompose, train_foundation
+    from lorkd_core.engine.train import decompose
 
-    teacher = tmp_path_factory.mktemp("teacher")
-    train_foundation(FoundationConfig(data=str(dataset), out=str(teacher), steps=2, batch_size=3, patch_size=PATCH,
-                                      network=TINY_TEACHER, checkpoint_every=0, warmup_steps=1, device="cpu"))
     out = tmp_path_factory.mktemp("parent")
-    decompose(DecomposeConfig(data=str(dataset), out=str(out), teacher=str(teacher), steps=2, batch_size=3,
-                              patch_size=PATCH, student=TINY_STUDENT, feature_channels=4, ranks=2, baseline=False,
-                              checkpoint_every=0, warmup_steps=1, device="cpu", copy_teacher=False))
+    decompose(decompose_cfg(dataset, teacher_dir, out, steps=2))
     return out
 
 
@@ -66,32 +58,12 @@ def thorax_scan(tmp_path_factory):
     return Path(manifest).parent / "cases" / "thorax_000" / "ct.nii.gz"
 
 
-@pytest.fixture
-def session(tmp_path, qtbot):
-    s = Session(AppSettings(tmp_path / "settings.ini"))
-    yield s
-    s.shutdown()
-
-
-@pytest.fixture
-def worker(qtbot):
-    w = TorchWorker("cpu")
-    yield w
-    w.shutdown()
-
-
-def wait_state(qtbot, manager, job_id, states, timeout=WAIT):
-    qtbot.waitUntil(lambda: manager.get(job_id).state in states, timeout=timeout)
-    return manager.get(job_id).state
-
-
 def test_adapt_job_from_the_dialog_gives_a_new_expert_version_that_runs(session, dataset, parent, thorax_scan,
                                                                        tmp_path, qtbot):
     session.auto_run = False  # the test runs the new expert itself
     manager = install_jobs(session, tmp_path / "jobs.json")
-    jobs_panel = JobsPanel(manager)
+    panel = jobs_panel(qtbot, manager)
     experts_panel = ExpertPanel(session.state, session.run_model)
-    qtbot.addWidget(jobs_panel)
     qtbot.addWidget(experts_panel)
     session.region_override = "thorax"
     session.open_path(thorax_scan)
@@ -106,12 +78,8 @@ def test_adapt_job_from_the_dialog_gives_a_new_expert_version_that_runs(session,
     assert dialog.region.currentData() == "thorax"
     assert [dialog.region.itemData(i) for i in range(dialog.region.count())] == ["abdomen", "pelvis", "thorax"]
     assert dialog.adapt_rank.text().startswith("2: the thorax expert keeps its rank (version 1 → 2)")
-    dialog.source.setCurrentIndex(dialog.source.findData("manifest"))
-    dialog.data_path.setText(str(dataset))
     out = tmp_path / "adapted"
-    dialog.out.setText(str(out))
-    dialog.check_button.click()
-    qtbot.waitUntil(lambda: "Cases for thorax: 2" in dialog.report.toPlainText(), timeout=30000)
+    check_manifest(qtbot, dialog, dataset, out, "Cases for thorax: 2")
     assert "Labels: the same as the expert's head" in dialog.report.toPlainText()
 
     dialog.steps.setValue(10)
@@ -119,14 +87,7 @@ def test_adapt_job_from_the_dialog_gives_a_new_expert_version_that_runs(session,
     dialog.patch.setValue(PATCH[0])
     dialog.lr.setValue(5e-3)
     dialog.device.setCurrentText("cpu")
-    steps_seen: list[int] = []
-
-    def on_progress(job_id, step, total, metrics):
-        steps_seen.append(step)
-        if step >= 3 and not getattr(on_progress, "sent", False):
-            on_progress.sent = True
-            manager.cancel(job_id)
-
+    on_progress = cancel_at(manager, 3)
     manager.job_progress.connect(on_progress)
     with qtbot.waitSignal(manager.job_added, timeout=30000):
         dialog.start_button.click()
@@ -136,21 +97,21 @@ def test_adapt_job_from_the_dialog_gives_a_new_expert_version_that_runs(session,
     assert rec.config["patch_size"] == list(PATCH) and rec.config["experts"] == str(parent)
     assert wait_state(qtbot, manager, rec.id, ("cancelled", "failed")) == "cancelled", rec.log
     manager.job_progress.disconnect(on_progress)
-    assert 3 <= max(steps_seen) < 10 and latest_checkpoint(out / "checkpoint") is not None
+    assert 3 <= max(on_progress.steps) < 10 and latest_checkpoint(out / "checkpoint") is not None
     assert rec.history and all("loss" in p for p in rec.history)
-    qtbot.waitUntil(lambda: len(jobs_panel.curve.points) == len(rec.history), timeout=2000)
+    qtbot.waitUntil(lambda: len(panel.curve.points) == len(rec.history), timeout=2000)
     cut = len(rec.history)
 
     def has_new_version(models) -> bool:
         return any(m.path and out in m.path.parents and m.region == "thorax" for m in models)
 
-    jobs_panel.select(rec.id)
-    qtbot.waitUntil(jobs_panel.resume_button.isEnabled, timeout=2000)
+    panel.select(rec.id)
+    qtbot.waitUntil(panel.resume_button.isEnabled, timeout=2000)
     with qtbot.waitSignal(session.state.catalog_changed, timeout=WAIT, check_params_cb=has_new_version):
-        jobs_panel.resume_button.click()
+        panel.resume_button.click()
         assert wait_state(qtbot, manager, rec.id, ("done", "failed")) == "done", rec.log
     assert rec.step == 10 and len(rec.history) > cut
-    qtbot.waitUntil(lambda: len(jobs_panel.curve.points) == len(rec.history), timeout=2000)
+    qtbot.waitUntil(lambda: len(panel.curve.points) == len(rec.history), timeout=2000)
     manager.flush()
     stored = JobStore(tmp_path / "jobs.json").get(rec.id)
     assert stored.state == "done" and stored.type == "adapt"
@@ -174,16 +135,10 @@ def test_adapt_job_from_the_dialog_gives_a_new_expert_version_that_runs(session,
 
 
 @pytest.mark.slow
-def test_adapt_subprocess_killed_is_interrupted_then_resume_completes(worker, dataset, parent, tmp_path, qtbot):
-    manager = JobManager(worker, tmp_path / "jobs.json")
+def test_adapt_subprocess_killed_is_interrupted_then_resume_completes(worker, manager, dataset, parent, tmp_path,
+                                                                      qtbot):
     out = tmp_path / "sub"
-    killed = {"done": False}
-
-    def on_progress(job_id, step, total, metrics):
-        if step >= 4 and not killed["done"]:
-            killed["done"] = True
-            manager.process(job_id).kill()
-
+    on_progress = kill_at(manager, 4)
     manager.job_progress.connect(on_progress)
     cfg = AdaptConfig(data=str(dataset), out=str(out), experts=str(parent), region="abdomen", regions=["abdomen"],
                       steps=12, batch_size=2, patch_size=PATCH, checkpoint_every=2, warmup_steps=1, device="cpu")

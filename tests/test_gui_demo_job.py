@@ -8,13 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
+from gui_job_support import manager_fixture, worker_fixture
 from lorkd_studio.jobs.dialog import DEMO_MINUTES, DEMO_PRESET, STUDENTS, JobDialog, memory_problem
-from lorkd_studio.jobs.manager import JobManager
 from lorkd_studio.jobs.wiring import default_job_folder
 from lorkd_studio.services import jobs as job_service
-from lorkd_studio.services.worker import TorchWorker
 
 pytestmark = pytest.mark.gui
+# the shared fixtures this module uses: pytest finds them among its names
+SHARED_FIXTURES = (manager_fixture, worker_fixture)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "gui_decomposition_timing.md"
 
@@ -28,15 +29,7 @@ def documented() -> dict:
 
 
 @pytest.fixture
-def worker(qtbot):
-    w = TorchWorker("cpu")
-    yield w
-    w.shutdown()
-
-
-@pytest.fixture
-def dialog(worker, tmp_path, qtbot):
-    manager = JobManager(worker, tmp_path / "jobs.json")
+def dialog(manager, qtbot):
     d = JobDialog(manager, default_job_folder(manager.store.path, "decompose"))
     qtbot.addWidget(d)
     return d

@@ -8,74 +8,36 @@ import json
 import time
 
 import pytest
-from lorkd_studio import aio
+from gui_job_support import (
+    WAIT,
+    asyncio_on_qt,
+    cancel_at,
+    dataset_fixture,
+    decompose_cfg,
+    jobs_panel,
+    kill_at,
+    manager_fixture,
+    session_fixture,
+    teacher_dir_fixture,
+    wait_state,
+    worker_fixture,
+)
 from lorkd_studio.jobs.manager import CANCEL_NAME, JobManager
 from lorkd_studio.jobs.store import JobStore
 from lorkd_studio.jobs.wiring import install_jobs
-from lorkd_studio.panels.jobs_panel import JobsPanel
-from lorkd_studio.services.settings import AppSettings
-from lorkd_studio.services.worker import TorchWorker
-from lorkd_studio.session import Session
 from PySide6.QtCore import QTimer
-from test_engine_train_helpers import make_blob_dataset
 
 from lorkd_core.engine.checkpoint import latest_checkpoint
-from lorkd_core.engine.config import DecomposeConfig, FoundationConfig
+from lorkd_core.engine.config import DecomposeConfig
 
 pytestmark = pytest.mark.gui
-
-TINY_TEACHER = {"name": "monai.UNet", "kwargs": {"channels": [8, 16], "strides": [2], "num_res_units": 0}}
-TINY_STUDENT = {"name": "monai.UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
-PATCH = (12, 12, 12)
-WAIT = 60000
-
-
-@pytest.fixture(autouse=True)
-def _asyncio_on_qt(qapp):
-    yield
-    aio.detach()  # subprocess jobs installed qasync's loop on pytest-qt's app: asyncio.run works again after
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_blob_dataset(tmp_path_factory.mktemp("blobs"), cases_per_region=2)
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(dataset, tmp_path_factory):
-    from lorkd_core.engine.train import train_foundation
-
-    out = tmp_path_factory.mktemp("teacher")
-    train_foundation(FoundationConfig(data=str(dataset), out=str(out), steps=2, batch_size=3, patch_size=PATCH,
-                                      network=TINY_TEACHER, checkpoint_every=0, warmup_steps=1, device="cpu"))
-    return out
+# the shared fixtures this module uses: pytest finds them among its names (asyncio_on_qt is autouse)
+SHARED_FIXTURES = (asyncio_on_qt, dataset_fixture, manager_fixture, session_fixture, teacher_dir_fixture,
+                   worker_fixture)
 
 
 def job_cfg(dataset, teacher_dir, out, **changes) -> DecomposeConfig:
-    base = dict(data=str(dataset), out=str(out), teacher=str(teacher_dir), steps=8, batch_size=3, patch_size=PATCH,
-                student=TINY_STUDENT, feature_channels=4, ranks=2, baseline=False, checkpoint_every=0,
-                warmup_steps=1, lr=5e-3, device="cpu", copy_teacher=False)
-    base.update(changes)
-    return DecomposeConfig(**base)
-
-
-@pytest.fixture
-def worker(qtbot):
-    w = TorchWorker("cpu")
-    yield w
-    w.shutdown()
-
-
-@pytest.fixture
-def session(tmp_path, qtbot):
-    s = Session(AppSettings(tmp_path / "settings.ini"))
-    yield s
-    s.shutdown()
-
-
-def wait_state(qtbot, manager, job_id, states, timeout=WAIT):
-    qtbot.waitUntil(lambda: manager.get(job_id).state in states, timeout=timeout)
-    return manager.get(job_id).state
+    return decompose_cfg(dataset, teacher_dir, out, **{"steps": 8, "lr": 5e-3, **changes})
 
 
 def test_store_round_trip_thins_history_and_recovers_running_jobs(worker, tmp_path, qtbot):
@@ -96,8 +58,7 @@ def test_store_round_trip_thins_history_and_recovers_running_jobs(worker, tmp_pa
     assert manager.get(rec.id).state == "interrupted" and manager.get(rec.id).resumable
     assert manager.get(done.id).state == "done"
     assert JobStore(tmp_path / "jobs.json").get(rec.id).state == "interrupted"  # persisted
-    panel = JobsPanel(manager)
-    qtbot.addWidget(panel)
+    panel = jobs_panel(qtbot, manager)
     panel.select(rec.id)
     assert panel.resume_button.isEnabled() and not panel.cancel_button.isEnabled()
 
@@ -105,22 +66,14 @@ def test_store_round_trip_thins_history_and_recovers_running_jobs(worker, tmp_pa
 def test_inprocess_job_progress_cancel_resume_finish_and_new_experts(session, dataset, teacher_dir, tmp_path,
                                                                      qtbot):
     manager = install_jobs(session, tmp_path / "jobs.json")
-    panel = JobsPanel(manager)
-    qtbot.addWidget(panel)
+    panel = jobs_panel(qtbot, manager)
     out = tmp_path / "run"
-    steps_seen: list[int] = []
-
-    def on_progress(job_id, step, total, metrics):
-        steps_seen.append(step)
-        if step >= 3 and len(steps_seen) and not getattr(on_progress, "sent", False):
-            on_progress.sent = True
-            manager.cancel(job_id)
-
+    on_progress = cancel_at(manager, 3)
     manager.job_progress.connect(on_progress)
     rec = manager.start(job_cfg(dataset, teacher_dir, out, steps=12), mode="inprocess")
     assert wait_state(qtbot, manager, rec.id, ("cancelled", "failed")) == "cancelled", rec.log
     manager.job_progress.disconnect(on_progress)
-    assert 3 <= max(steps_seen) < 12
+    assert 3 <= max(on_progress.steps) < 12
     assert latest_checkpoint(out / "checkpoint") is not None
     assert rec.history and all("loss" in p and "kd" in p for p in rec.history)
     qtbot.waitUntil(lambda: len(panel.curve.points) == len(rec.history), timeout=2000)
@@ -150,10 +103,8 @@ def test_inprocess_job_progress_cancel_resume_finish_and_new_experts(session, da
     assert seg.labels.shape == scan.array.shape and seg.region == "abdomen"
 
 
-def test_ui_heartbeat_during_inprocess_training(worker, dataset, teacher_dir, tmp_path, qtbot):
-    manager = JobManager(worker, tmp_path / "jobs.json")
-    panel = JobsPanel(manager)
-    qtbot.addWidget(panel)
+def test_ui_heartbeat_during_inprocess_training(manager, dataset, teacher_dir, tmp_path, qtbot):
+    panel = jobs_panel(qtbot, manager)
     panel.show()
     beats: list[float] = []
     training = {"on": False}
@@ -184,16 +135,10 @@ def test_ui_heartbeat_during_inprocess_training(worker, dataset, teacher_dir, tm
 
 
 @pytest.mark.slow
-def test_subprocess_killed_is_interrupted_then_resume_completes(worker, dataset, teacher_dir, tmp_path, qtbot):
-    manager = JobManager(worker, tmp_path / "jobs.json")
+def test_subprocess_killed_is_interrupted_then_resume_completes(worker, manager, dataset, teacher_dir, tmp_path,
+                                                                qtbot):
     out = tmp_path / "sub"
-    killed = {"done": False}
-
-    def on_progress(job_id, step, total, metrics):
-        if step >= 4 and not killed["done"]:
-            killed["done"] = True
-            manager.process(job_id).kill()
-
+    on_progress = kill_at(manager, 4)
     manager.job_progress.connect(on_progress)
     # the UI heartbeat while asyncio watches the subprocess (beats counted only while the job is live)
     beats: list[list[float]] = []
@@ -230,8 +175,7 @@ def test_subprocess_killed_is_interrupted_then_resume_completes(worker, dataset,
 
 
 @pytest.mark.slow
-def test_subprocess_job_with_two_processes_under_torchrun(worker, dataset, teacher_dir, tmp_path, qtbot):
-    manager = JobManager(worker, tmp_path / "jobs.json")
+def test_subprocess_job_with_two_processes_under_torchrun(manager, dataset, teacher_dir, tmp_path, qtbot):
     out = tmp_path / "ddp"
     rec = manager.start(job_cfg(dataset, teacher_dir, out, steps=4, batch_size=2), mode="subprocess",
                         processes=2)
@@ -242,10 +186,8 @@ def test_subprocess_job_with_two_processes_under_torchrun(worker, dataset, teach
     assert json.loads((out / "experts" / "card.json").read_text())["training"]["processes"] == 2
 
 
-def test_finished_job_is_evaluated_and_the_table_shown(worker, dataset, teacher_dir, tmp_path, qtbot):
-    manager = JobManager(worker, tmp_path / "jobs.json")
-    panel = JobsPanel(manager)
-    qtbot.addWidget(panel)
+def test_finished_job_is_evaluated_and_the_table_shown(manager, dataset, teacher_dir, tmp_path, qtbot):
+    panel = jobs_panel(qtbot, manager)
     cfg = job_cfg(dataset, teacher_dir, tmp_path / "ev", steps=2, baseline=True, baseline_steps=1, copy_teacher=True)
     with qtbot.waitSignal(manager.evaluated, timeout=WAIT) as blocker:
         rec = manager.start(cfg, mode="inprocess", evaluate=True)

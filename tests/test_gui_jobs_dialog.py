@@ -6,36 +6,29 @@ import json
 from pathlib import Path
 
 import pytest
+from gui_job_support import (
+    check_manifest,
+    manager_fixture,
+    small_dataset_fixture,
+    wait_report,
+    worker_fixture,
+)
 from lorkd_studio.jobs.dialog import JobDialog
-from lorkd_studio.jobs.manager import JobManager
-from lorkd_studio.services.worker import TorchWorker
-from test_engine_train_helpers import make_blob_dataset
 
 pytestmark = pytest.mark.gui
+# the shared fixtures this module uses: pytest finds them among its names
+SHARED_FIXTURES = (manager_fixture, small_dataset_fixture, worker_fixture)
 
 
-@pytest.fixture
-def worker(qtbot):
-    w = TorchWorker("cpu")
-    yield w
-    w.shutdown()
-
-
-def test_dialog_shows_counts_and_preflight_problems_then_starts(worker, tmp_path, qtbot):
-    manifest = make_blob_dataset(tmp_path / "blobs", cases_per_region=1)
-    manager = JobManager(worker, tmp_path / "jobs.json")
+def test_dialog_shows_counts_and_preflight_problems_then_starts(small_dataset, manager, tmp_path, qtbot):
     dialog = JobDialog(manager)
     qtbot.addWidget(dialog)
-    dialog.source.setCurrentIndex(dialog.source.findData("manifest"))
-    dialog.data_path.setText(str(manifest))
-    dialog.out.setText(str(tmp_path / "out"))
-    dialog.check_button.click()
-    qtbot.waitUntil(lambda: "abdomen 1" in dialog.report.toPlainText(), timeout=30000)
+    check_manifest(qtbot, dialog, small_dataset, tmp_path / "out", "abdomen 1")
     assert "thorax 1" in dialog.report.toPlainText()
 
     dialog.teacher.setText(str(tmp_path / "no-teacher"))
     dialog.start_button.click()
-    qtbot.waitUntil(lambda: "Cannot start" in dialog.report.toPlainText(), timeout=30000)
+    wait_report(qtbot, dialog, "Cannot start")
     assert "teacher not found" in dialog.report.toPlainText() and dialog.started is None
     assert dialog.isVisible() or not dialog.result()
 
@@ -51,7 +44,7 @@ def test_dialog_shows_counts_and_preflight_problems_then_starts(worker, tmp_path
     with qtbot.waitSignal(manager.job_added, timeout=30000):
         dialog.start_button.click()
     rec = dialog.started
-    assert rec is not None and rec.config["patch_size"] == [16, 16, 16] and rec.config["data"] == str(manifest)
+    assert rec is not None and rec.config["patch_size"] == [16, 16, 16] and rec.config["data"] == str(small_dataset)
     qtbot.waitUntil(lambda: rec.state in ("failed", "done"), timeout=30000)
 
 
@@ -74,13 +67,12 @@ def test_main_window_has_jobs_menu_and_dock(tmp_path, qtbot, monkeypatch):
         window.close()
 
 
-def test_adapt_type_shows_the_experts_regions_ranks_and_refuses_a_region_without_cases(worker, tmp_path, qtbot):
+def test_adapt_type_shows_the_experts_regions_ranks_and_refuses_a_region_without_cases(small_dataset, manager,
+                                                                                     tmp_path, qtbot):
     from lorkd_studio.services.jobs import bundled_experts, bundled_teacher
 
     if bundled_experts() is None:
         pytest.skip("no bundled experts model")
-    manifest = make_blob_dataset(tmp_path / "blobs", cases_per_region=1)  # abdomen, thorax, pelvis
-    manager = JobManager(worker, tmp_path / "jobs.json")
     dialog = JobDialog(manager)
     qtbot.addWidget(dialog)
     assert dialog.windowTitle() == "New decomposition" and not dialog.adapt_page.isVisibleTo(dialog)
@@ -98,16 +90,12 @@ def test_adapt_type_shows_the_experts_regions_ranks_and_refuses_a_region_without
     dialog.experts.editingFinished.emit()
     dialog.region.setCurrentIndex(dialog.region.findData("brain"))
     assert dialog.adapt_rank.text().startswith("4: the brain expert keeps its rank")
-    dialog.source.setCurrentIndex(dialog.source.findData("manifest"))
-    dialog.data_path.setText(str(manifest))
-    dialog.out.setText(str(tmp_path / "out"))
-    dialog.check_button.click()
-    qtbot.waitUntil(lambda: "Cases for brain" in dialog.report.toPlainText(), timeout=30000)
+    check_manifest(qtbot, dialog, small_dataset, tmp_path / "out", "Cases for brain")
     assert "Cases for brain: 0 (nothing to adapt on)" in dialog.report.toPlainText()
     dialog.start_button.click()
-    qtbot.waitUntil(lambda: "Cannot start" in dialog.report.toPlainText(), timeout=30000)
+    wait_report(qtbot, dialog, "Cannot start")
     assert "region 'brain' has no training cases" in dialog.report.toPlainText() and dialog.started is None
-    cfg = dialog.config(str(manifest))
+    cfg = dialog.config(str(small_dataset))
     assert type(cfg).__name__ == "AdaptConfig" and cfg.region == "brain" and cfg.regions == ["brain"]
     assert cfg.spacing == (4.0, 4.0, 4.0)  # the resolution the bundled experts were trained at
 

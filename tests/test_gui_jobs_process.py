@@ -9,19 +9,21 @@ import sys
 import time
 
 import pytest
+from gui_job_support import asyncio_on_qt
 from lorkd_studio import aio
 from lorkd_studio.jobs.process import ProcessRun
 from lorkd_studio.qt_fixes import emit_leaks_true, protect_singletons
 from PySide6.QtCore import QTimer
 
 pytestmark = pytest.mark.gui
+# the shared fixture this module uses: pytest finds it among its names (autouse: asyncio.run works again in
+# later tests of the session)
+SHARED_FIXTURES = (asyncio_on_qt,)
 
 
 @pytest.fixture(autouse=True)
-def _asyncio_on_qt(qapp):
+def _singletons_protected(qapp):
     protect_singletons()  # as lorkd-studio does at startup (see test_emit_reference_leak_is_neutralised)
-    yield
-    aio.detach()  # asyncio.run works again in later tests of the session
 
 
 def child(code: str) -> list[str]:
@@ -150,7 +152,7 @@ def test_ui_heartbeat_while_a_child_floods_progress_records(tmp_path, qtbot):
     timer = QTimer(interval=10)
     timer.timeout.connect(lambda: beats.append((time.perf_counter(), seen["steps"])))
     gc.collect()
-    gc.freeze()  # as lorkd-studio does once its start-up imports are done (main.freeze_gc_after_3d_preload)
+    gc.freeze()  # as lorkd-studio does once its start-up imports are done (gc_policy.freeze_after_3d_preload)
     try:
         timer.start()
         started = time.perf_counter()
