@@ -7,13 +7,13 @@ task needs it, so the window appears at once.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .gc_policy import freeze_after_3d_preload
 from .services.types import REGION_ORDER
 
 
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.device = args.device
     session = Session(settings)
     window = MainWindow(session, restore_layout=not args.screenshot)
-    freeze_gc_after_3d_preload(app)  # the process-wide GC setting lives here, nowhere else: see its docstring
+    freeze_after_3d_preload(app)  # the process-wide GC policy lives in gc_policy.py, nowhere else
     result = {"code": 0}
 
     if args.screenshot:
@@ -89,33 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if scratch is not None:
         scratch.cleanup()
     return result["code"]
-
-
-def freeze_gc_after_3d_preload(app) -> None:
-    """The app's one process-wide garbage-collector setting (a widget must not make it for the process).
-
-    The viewer imports pyvista, VTK and matplotlib on a background thread (viewer.volume_view.preload_3d):
-    about 200k objects that live as long as the process. Every full collection walks them all and pauses
-    every thread, the UI included. Once that preload is done, gc.freeze() moves everything allocated so
-    far out of the collector's reach, so later full collections stay as short as before those imports.
-    Polled from a timer so the freeze runs on the GUI thread, after the preload and never before it.
-    """
-    from PySide6.QtCore import QTimer
-
-    from .viewer.volume_view import preload_3d
-
-    preload = preload_3d()  # already started by the window's viewer; this only gets the thread
-    timer = QTimer(app)
-    timer.setInterval(200)
-
-    def check() -> None:
-        if not preload.is_alive():
-            timer.stop()
-            timer.deleteLater()
-            gc.freeze()
-
-    timer.timeout.connect(check)
-    timer.start()
 
 
 def _install_event_loop(app):

@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LORKD_JOBS_FILE"] = str(workdir / "jobs.json")
     load_start = load_average()
 
+    from lorkd_studio.gc_policy import freeze_after_3d_preload
     from lorkd_studio.jobs.dialog import DEMO_PRESET, JobDialog
-    from lorkd_studio.main import _install_event_loop, _run_event_loop, freeze_gc_after_3d_preload
+    from lorkd_studio.main import _install_event_loop, _run_event_loop
     from lorkd_studio.main_window import MainWindow
     from lorkd_studio.qt_fixes import protect_singletons
     from lorkd_studio.services.settings import AppSettings
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = _install_event_loop(app)
     session = Session(AppSettings(workdir / "settings.ini"))
     window = MainWindow(session, restore_layout=False)
-    freeze_gc_after_3d_preload(app)
+    freeze_after_3d_preload(app)
     window.move(0, 0)
     window.show()
     window.start(None)  # lists the models and opens the demo case, as on a first start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -60,3 +61,12 @@ def _torch_threads():
         return
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collector_restored():
+    """In-process jobs freeze the collector's heap (app/gc_policy.py); no test may inherit that or a
+    disabled collector from another."""
+    yield
+    gc.unfreeze()
+    gc.enable()

@@ -453,12 +453,12 @@ def test_real_tiny_model_through_the_predictor(qtbot, make_window, ct_path, tmp_
 
 
 def test_startup_freezes_the_gc_once_the_3d_preload_is_done(qtbot, qapp):
-    from lorkd_studio.main import freeze_gc_after_3d_preload
+    from lorkd_studio.gc_policy import freeze_after_3d_preload
     from lorkd_studio.viewer.volume_view import preload_3d
 
     gc.unfreeze()
     try:
-        freeze_gc_after_3d_preload(qapp)
+        freeze_after_3d_preload(qapp)
         qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=SIGNAL_TIMEOUT)
         assert not preload_3d().is_alive()
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 
+from ..gc_policy import JobSetupGuard
 from ..services import jobs as job_service
 from ..services.core import JobConfig, Progress
 from ..services.worker import TaskHandle, TorchWorker
@@ -150,16 +151,19 @@ class JobManager(QObject):
         def work(ctx) -> dict[str, Any]:
             import torch
 
-            def progress(p: Progress) -> None:
-                ctx.progress(p)
-                time.sleep(0)  # let the UI thread take the GIL between steps
+            with JobSetupGuard() as gc_guard:  # no full collections (UI pauses) while the job sets up
 
-            old = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            try:
-                return job_service.train(job_type, cfg, progress, ctx.cancel, resume=resume)
-            finally:
-                torch.set_num_threads(old)
+                def progress(p: Progress) -> None:
+                    gc_guard.step(p.step)
+                    ctx.progress(p)
+                    time.sleep(0)  # let the UI thread take the GIL between steps
+
+                old = torch.get_num_threads()
+                torch.set_num_threads(threads)
+                try:
+                    return job_service.train(job_type, cfg, progress, ctx.cancel, resume=resume)
+                finally:
+                    torch.set_num_threads(old)
 
         handle = self.worker.submit(
             f"Training {rec.name}", work, key=f"job:{job_id}", throttle_s=0.02,
@@ -267,7 +271,13 @@ class JobManager(QObject):
         data = str(rec.config.get("data", ""))
 
         def work(ctx) -> str:
-            return job_service.evaluate_output(rec.out, data, rec.name, ctx.progress, ctx.cancel)
+            with JobSetupGuard() as gc_guard:
+
+                def report(p: Progress) -> None:
+                    gc_guard.step(p.step)
+                    ctx.progress(p)
+
+                return job_service.evaluate_output(rec.out, data, rec.name, report, ctx.cancel)
 
         def progress(p: Progress) -> None:
             text = f"evaluating {p.step}/{p.total}: {p.message}" if p.total else f"evaluating: {p.message}"
