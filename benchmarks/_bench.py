@@ -8,7 +8,8 @@ Every script in this folder:
 - measures peak memory of one model in a fresh subprocess: on CPU the peak resident set size of that
   process (Linux ``VmHWM``, reset when the measured block starts) minus its resident size once the imports
   are done, on CUDA
-  ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+  ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (eks.py keeps ``ru_maxrss``, see
+  :func:`ru_maxrss_bytes` and BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +128,12 @@ def machine_info(device: str = "cpu", threads: int | None = None) -> dict[str, A
 # ---------------------------------------------------------------- arguments and output
 
 
+def print_config(config: Mapping[str, Any], *, omit: Iterable[str] = (), extra: str = "") -> None:
+    """``config: k=v, k=v...`` (the keys in ``omit`` left out, ``extra`` appended), the first line of every script."""
+    omit = set(omit)
+    print("config: " + ", ".join(f"{k}={v}" for k, v in config.items() if k not in omit) + extra, flush=True)
+
+
 def add_common_arguments(p, *, device: bool = True, threads_default: int = 2) -> None:
     if device:
         p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -132,7 +143,14 @@ def add_common_arguments(p, *, device: bool = True, threads_default: int = 2) ->
     p.add_argument("--json", metavar="OUT", help="also write every figure as JSON to OUT")
 
 
-def write_json(path: str | Path | None, obj: dict[str, Any]) -> None:
+def quick_defaults(args, defaults: Mapping[str, tuple[Any, Any]]) -> None:
+    """Fill each option left at None with its ``(full, quick)`` default, by ``args.quick``."""
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
+def write_json(path: str | Path | None, obj: dict[str, Any], *, announce: bool = True) -> None:
     if not path:
         return
     path = Path(path)
@@ -140,7 +158,49 @@ def write_json(path: str | Path | None, obj: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     tmp.replace(path)
-    print(f"wrote {path}")
+    if announce:
+        print(f"wrote {path}")
+
+
+def rounded(values: Mapping[str, float], digits: int = 3) -> dict[str, float]:
+    return {k: round(v, digits) for k, v in values.items()}
+
+
+def print_ratios(ratios: Mapping[str, float]) -> None:
+    """A blank line, then ``name: 1.23`` a ratio."""
+    print()
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+
+
+def report(benchmark: str, args, config: dict[str, Any], load_start: list[float], load_end: list[float],
+           **fields: Any) -> dict[str, Any]:
+    """The ``--json`` summary of a script: its name, configuration and machine, then ``fields`` in the order
+    given, then the load average at start and end; written to ``args.json`` (when set) and returned."""
+    summary = {
+        "benchmark": benchmark,
+        "config": config,
+        "machine": machine_info(args.device, args.threads),
+        **fields,
+        "load_average": {"start": load_start, "end": load_end},
+    }
+    write_json(args.json, summary)
+    return summary
+
+
+@contextmanager
+def work_folder(workdir: str | Path | None, prefix: str) -> Iterator[Path]:
+    """``workdir`` (created if needed, kept afterwards), or a new temporary folder removed on exit."""
+    if workdir:
+        folder = Path(workdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield Path(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def set_threads(threads: int) -> None:
@@ -190,6 +250,34 @@ class Timer:
         self.cpu_seconds = time.process_time() - self._c0
 
 
+def time_calls(fn: Callable[[], object], calls: int, device: str = "cpu") -> list[float]:
+    """Wall seconds of ``calls`` back-to-back calls of ``fn``, each timed by its own :class:`Timer`."""
+    seconds = []
+    for _ in range(calls):
+        with Timer(device) as t:
+            fn()
+        seconds.append(t.seconds)
+    return seconds
+
+
+def interleaved_rounds(calls: Mapping[str, Callable[[], object]], rounds: int, device: str = "cpu",
+                       seed: int = 0) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``rounds`` rounds in which every call runs once, in an order shuffled by ``random.Random(seed)``, so a
+    slow spell of a shared machine hits them all alike. Returns the wall and the CPU seconds of each call by
+    name, one per round (each timed by a :class:`Timer` on ``device``)."""
+    names = list(calls)
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        for k in rng.sample(names, len(names)):
+            with Timer(device) as t:
+                calls[k]()
+            wall[k].append(t.seconds)
+            cpu[k].append(t.cpu_seconds)
+    return wall, cpu
+
+
 def _proc_status_kib(field: str) -> int | None:
     try:
         with open("/proc/self/status") as fh:
@@ -209,8 +297,14 @@ def peak_rss_bytes() -> int:
     hwm = _proc_status_kib("VmHWM")
     if hwm is not None:
         return hwm * 1024
+    return ru_maxrss_bytes()
+
+
+def ru_maxrss_bytes() -> int:
+    """``getrusage(RUSAGE_SELF).ru_maxrss`` in bytes (Linux reports KiB, macOS bytes); never reset, and on
+    Linux floored at the parent's resident size at fork time (see :func:`peak_rss_bytes`)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def reset_peak_rss() -> bool:
@@ -281,14 +375,26 @@ def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
 # ---------------------------------------------------------------- subprocesses
 
 
-def child_env(threads: int | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(threads: int | None = None, extra: dict[str, str] | None = None, *,
+              inherit_omp: bool = True) -> dict[str, str]:
+    """This process's environment with the repository on PYTHONPATH, unbuffered output and, when ``threads``
+    is set, OMP_NUM_THREADS = threads; without ``threads`` an inherited OMP_NUM_THREADS is kept, or dropped
+    with ``inherit_omp=False`` (so torch in the child picks its own default)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    elif not inherit_omp:
+        env.pop("OMP_NUM_THREADS", None)
     env.update(extra or {})
     return env
+
+
+def last_json_line(stdout: str) -> dict[str, Any] | None:
+    """The last line of ``stdout`` that starts with ``{``, parsed; None when there is none."""
+    lines = [ln for ln in stdout.strip().splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
 
 
 def run_worker(script: str | Path, argv: Sequence[str], *, threads: int | None = None,
@@ -299,10 +405,10 @@ def run_worker(script: str | Path, argv: Sequence[str], *, threads: int | None =
                          check=False)
     if out.returncode != 0:
         raise SystemExit(f"benchmark worker failed ({' '.join(cmd[1:])}):\n{out.stderr[-4000:]}")
-    lines = [ln for ln in out.stdout.strip().splitlines() if ln.startswith("{")]
-    if not lines:
+    data = last_json_line(out.stdout)
+    if data is None:
         raise SystemExit(f"benchmark worker printed no JSON ({' '.join(cmd[1:])}):\n{out.stdout[-2000:]}")
-    return json.loads(lines[-1])
+    return data
 
 
 def fmt_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

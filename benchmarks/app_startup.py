@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,11 +66,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--statement", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    q = args.quick
-    args.runs = args.runs if args.runs is not None else (1 if q else 5)
-    args.warmup = args.warmup if args.warmup is not None else (0 if q else 1)
-    args.phase_runs = args.phase_runs if args.phase_runs is not None else (0 if q else 3)
-    args.import_reps = args.import_reps if args.import_reps is not None else (1 if q else 5)
+    _bench.quick_defaults(args, {"runs": (5, 1), "warmup": (1, 0), "phase_runs": (3, 0), "import_reps": (5, 1)})
     return args
 
 
@@ -180,9 +175,7 @@ class Display:
         self.name = f":{n}"
 
     def child_env(self, threads: int) -> dict[str, str]:
-        env = _bench.child_env(threads or None)
-        if not threads:
-            env.pop("OMP_NUM_THREADS", None)
+        env = _bench.child_env(threads or None, inherit_omp=False)
         if self.mode != "offscreen":
             env.pop("QT_QPA_PLATFORM", None)
         env.update(self.env)
@@ -205,12 +198,18 @@ def _studio_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "lorkd_studio.main"]
 
 
-def app_run(args: argparse.Namespace, display: Display, out: Path) -> dict:
-    cmd = display.prefix + _studio_command() + ["--screenshot", str(out), "--device", args.device]
+def _timed_run(cmd: list[str], args: argparse.Namespace,
+               display: Display) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``cmd`` (after the display's prefix) to its exit; the process and its wall time from launch."""
+    cmd = display.prefix + cmd
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=display.child_env(args.threads),
                           timeout=args.timeout, check=False)
-    wall = time.perf_counter() - t0
+    return proc, time.perf_counter() - t0
+
+
+def app_run(args: argparse.Namespace, display: Display, out: Path) -> dict:
+    proc, wall = _timed_run(_studio_command() + ["--screenshot", str(out), "--device", args.device], args, display)
     if proc.returncode != 0 or not out.is_file():
         raise SystemExit(f"lorkd-studio --screenshot failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     out.unlink()
@@ -218,17 +217,13 @@ def app_run(args: argparse.Namespace, display: Display, out: Path) -> dict:
 
 
 def phase_run(args: argparse.Namespace, display: Display, out: Path) -> dict:
-    cmd = display.prefix + [sys.executable, str(Path(__file__).resolve()), "--worker", "phases", "--out", str(out),
-                            "--device", args.device]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "phases", "--out", str(out), "--device",
+           args.device]
     launch = time.time()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=display.child_env(args.threads),
-                          timeout=args.timeout, check=False)
-    wall = time.perf_counter() - t0
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    proc, wall = _timed_run(cmd, args, display)
+    data = _bench.last_json_line(proc.stdout)
+    if proc.returncode != 0 or data is None:
         raise SystemExit(f"phase run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    data = json.loads(lines[-1])
     if data["code"] != 0:
         raise SystemExit(f"phase run: the app exited with {data['code']}:\n{proc.stderr[-3000:]}")
     out.unlink(missing_ok=True)
@@ -259,32 +254,31 @@ def main(argv: list[str] | None = None) -> int:
     config = {"device": args.device, "threads": args.threads or "default", "runs": args.runs,
               "warmup": args.warmup, "phase_runs": args.phase_runs, "import_reps": args.import_reps,
               "display": args.display, "quick": args.quick}
-    print("config: " + ", ".join(f"{k}={v}" for k, v in config.items()), flush=True)
+    _bench.print_config(config)
     load_start = _bench.print_load("start")
     display = Display(args.display)
     config["display_used"] = display.mode
     print(f"  display: {display.mode}" + (f" {display.name}" if display.mode == "xvfb" else ""), flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix="lorkd-startup-bench-"))
     warm, walls, phases = [], [], []
     imports: dict[str, list[dict]] = {k: [] for k in IMPORTS}
-    try:
-        for i in range(args.warmup):
-            warm.append(app_run(args, display, tmp / f"warm{i}.png")["wall_s"])
-            print(f"  warm-up run {i + 1}: {warm[-1]:.2f} s (not counted)", flush=True)
-        # Plain runs and phase runs alternate, so a slow spell of a shared machine hits both.
-        for i in range(max(args.runs, args.phase_runs)):
-            if i < args.runs:
-                walls.append(app_run(args, display, tmp / f"run{i}.png")["wall_s"])
-                print(f"  run {i + 1}: {walls[-1]:.2f} s", flush=True)
-            if i < args.phase_runs:
-                phases.append(phase_run(args, display, tmp / f"phase{i}.png"))
-                print(f"  phase run {i + 1}: exit after {phases[-1]['process_exit']:.2f} s", flush=True)
-        for _ in range(args.import_reps):
-            for name, statement in IMPORTS.items():
-                imports[name].append(import_time(statement, args.threads))
-    finally:
-        display.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _bench.work_folder(None, "lorkd-startup-bench-") as tmp:
+        try:
+            for i in range(args.warmup):
+                warm.append(app_run(args, display, tmp / f"warm{i}.png")["wall_s"])
+                print(f"  warm-up run {i + 1}: {warm[-1]:.2f} s (not counted)", flush=True)
+            # Plain runs and phase runs alternate, so a slow spell of a shared machine hits both.
+            for i in range(max(args.runs, args.phase_runs)):
+                if i < args.runs:
+                    walls.append(app_run(args, display, tmp / f"run{i}.png")["wall_s"])
+                    print(f"  run {i + 1}: {walls[-1]:.2f} s", flush=True)
+                if i < args.phase_runs:
+                    phases.append(phase_run(args, display, tmp / f"phase{i}.png"))
+                    print(f"  phase run {i + 1}: exit after {phases[-1]['process_exit']:.2f} s", flush=True)
+            for _ in range(args.import_reps):
+                for name, statement in IMPORTS.items():
+                    imports[name].append(import_time(statement, args.threads))
+        finally:
+            display.close()
     load_end = _bench.print_load("end")
 
     med = _bench.median
@@ -325,18 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         ratios["core backend import / start-up median"] = core["import_s"] / med(walls)
     if app:
         ratios["app window modules import / start-up median"] = app["import_s"] / med(walls)
-    print()
-    for k, v in ratios.items():
-        print(f"{k}: {v:.2f}")
-    summary = {
-        "benchmark": "app_startup",
-        "config": config,
-        "machine": _bench.machine_info(args.device, args.threads),
-        "results": results,
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-        "load_average": {"start": load_start, "end": load_end},
-    }
-    _bench.write_json(args.json, summary)
+    _bench.print_ratios(ratios)
+    _bench.report("app_startup", args, config, load_start, load_end, results=results, ratios=_bench.rounded(ratios))
     return 0
 
 

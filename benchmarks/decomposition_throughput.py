@@ -32,7 +32,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,11 +59,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default=None, help="keep phantoms and outputs here (default: a temp folder)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     args = p.parse_args(argv)
-    quick = args.quick
-    args.steps = args.steps if args.steps is not None else (6 if quick else 30)
-    args.skip = args.skip if args.skip is not None else (2 if quick else 3)
-    args.reps = args.reps if args.reps is not None else (1 if quick else 2)
-    args.phantom_size = args.phantom_size if args.phantom_size is not None else (32 if quick else 48)
+    _bench.quick_defaults(args, {"steps": (30, 6), "skip": (3, 2), "reps": (2, 1), "phantom_size": (48, 32)})
     if args.batch % args.nproc:
         p.error(f"--batch {args.batch} must be a multiple of --nproc {args.nproc}")
     if args.steps <= args.skip + 1:
@@ -103,9 +98,7 @@ def run_once(args: argparse.Namespace, job: Path, out: Path, nproc: int) -> dict
     else:
         cmd = [sys.executable, *base]
         threads = args.threads or None
-    env = _bench.child_env(threads)
-    if threads is None:
-        env.pop("OMP_NUM_THREADS", None)
+    env = _bench.child_env(threads, inherit_omp=False)
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
@@ -157,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
               "spacing_mm": args.spacing, "phantom_size": args.phantom_size, "cases_per_region": args.cases_per_region,
               "student": STUDENT, "feature_channels": 8, "ranks": 2, "teacher": args.teacher or "bundled",
               "quick": args.quick}
-    print("config: " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "student")
-          + f", student channels {STUDENT['kwargs']['channels']}", flush=True)
+    _bench.print_config(config, omit=["student"], extra=f", student channels {STUDENT['kwargs']['channels']}")
     load_start = _bench.print_load("start")
     cpus = os.cpu_count() or 1
     note = None
@@ -179,15 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                         "so the torchrun run is skipped")
             print(f"note: {skip_ddp}", flush=True)
 
-    tmp = None
-    if args.workdir:
-        work = Path(args.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix="lorkd-ddp-bench-")
-        work = Path(tmp)
     runs: dict[str, list[dict]] = {"1 process": [], f"torchrun x{args.nproc}": []}
-    try:
+    with _bench.work_folder(args.workdir, "lorkd-ddp-bench-") as work:
         job, phantom_s = prepare(args, work)
         print(f"  phantoms: {args.cases_per_region} case(s) x 8 regions of {args.phantom_size}^3 "
               f"({phantom_s:.1f} s)", flush=True)
@@ -202,9 +187,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key:<12} run {rep + 1}: {r['samples_per_s']:.2f} samples/s "
                       f"({r['step_s']:.3f} s/step; first step after {r['first_step_at_s']:.1f} s; "
                       f"wall {r['wall_s']:.1f} s)", flush=True)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     load_end = _bench.print_load("end")
 
     med = _bench.median
@@ -239,16 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     if skip_ddp:
         print(f"note: {skip_ddp}")
-    summary = {
-        "benchmark": "decomposition_throughput",
-        "config": config,
-        "machine": _bench.machine_info(args.device, args.threads),
-        "results": results,
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-        "notes": [n for n in (note, skip_ddp) if n],
-        "load_average": {"start": load_start, "end": load_end},
-    }
-    _bench.write_json(args.json, summary)
+    _bench.report("decomposition_throughput", args, config, load_start, load_end, results=results,
+                  ratios=_bench.rounded(ratios), notes=[n for n in (note, skip_ddp) if n])
     return 0
 
 

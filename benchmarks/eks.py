@@ -27,12 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
+import _bench  # noqa: E402
 
 REGIONS = ["abdomen", "brain", "head_neck", "lower_limb", "pelvis", "spine", "thorax", "upper_limb"]
 VARIANTS = ["plain", "eks", "eks_lowrank", "eks_gather", "loop", "paper"]
@@ -59,31 +60,8 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="OUT", help="also write the summary (plus the machine) as JSON to OUT")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for key, full, quick in (("size", 32, 16), ("reps", 7, 2), ("warmup", 2, 1)):
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
+    _bench.quick_defaults(args, {"size": (32, 16), "reps": (7, 2), "warmup": (2, 1)})
     return args
-
-
-def _rss_bytes() -> int:
-    # Linux reports ru_maxrss in KiB, macOS in bytes.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _load() -> list[float]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return []
-
-
-def _current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # not Linux: fall back to the peak so far
-        return _rss_bytes()
 
 
 def _build(args: argparse.Namespace, experts: bool):
@@ -159,12 +137,7 @@ def _step_fn(args: argparse.Namespace, variant: str, net, x, target, region_inde
 
 def time_variants(args: argparse.Namespace, variants: list[str]) -> dict[str, dict[str, list[float]]]:
     """Interleave the variants step by step, so a slow spell of a shared machine hits them all alike."""
-    import random
-
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _bench.set_threads(args.threads)
     x, target, region_index = _batch(args)
     plain = _build(args, experts=False) if "plain" in variants else None
     experts = _build(args, experts=True) if set(variants) - {"plain"} else None
@@ -174,15 +147,8 @@ def time_variants(args: argparse.Namespace, variants: list[str]) -> dict[str, di
     for _ in range(args.warmup):
         for v in variants:
             steps[v]()
-    wall: dict[str, list[float]] = {v: [] for v in variants}
-    cpu: dict[str, list[float]] = {v: [] for v in variants}
-    rng = random.Random(0)
-    for _ in range(args.reps):
-        for v in rng.sample(variants, len(variants)):
-            t0, c0 = time.perf_counter(), time.process_time()
-            steps[v]()
-            wall[v].append(time.perf_counter() - t0)
-            cpu[v].append(time.process_time() - c0)
+    # Timed as on CPU (no synchronize around the timer): on CUDA each step synchronizes at its end.
+    wall, cpu = _bench.interleaved_rounds(steps, args.reps)
     return {"wall": wall, "cpu": cpu}
 
 
@@ -190,8 +156,7 @@ def measure_memory(args: argparse.Namespace, variant: str) -> dict:
     """Peak memory of one variant; run in a fresh process so nothing else is counted."""
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _bench.set_threads(args.threads)
     x, target, region_index = _batch(args)
     net = _build(args, experts=variant != "plain")
     step = _step_fn(args, variant, net, x, target, region_index)
@@ -202,17 +167,15 @@ def measure_memory(args: argparse.Namespace, variant: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
     else:
-        start = _current_rss_bytes()
+        start = _bench.current_rss_bytes()
     for _ in range(2):
         step()
-    peak = torch.cuda.max_memory_allocated() - start if cuda else _rss_bytes() - start
+    peak = torch.cuda.max_memory_allocated() - start if cuda else _bench.ru_maxrss_bytes() - start
     return {"variant": variant, "peak_mb": peak / 2**20, "params": params}
 
 
 def _spawn(args: argparse.Namespace, worker: str, variants: list[str]):
     argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
         "--worker",
         worker,
         "--variants",
@@ -232,19 +195,13 @@ def _spawn(args: argparse.Namespace, worker: str, variants: list[str]):
         "threads",
     ):
         argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark worker {worker} {variants} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # No threads= here: the worker sets torch's threads itself (--threads), OMP_NUM_THREADS stays as inherited.
+    return _bench.run_worker(Path(__file__).resolve(), argv)
 
 
 def _paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median over rounds of time(a) / time(b) in the same round: robust to a machine that speeds up and
-    slows down during the run."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+    """Median over rounds of time(a) / time(b) in the same round (:func:`_bench.paired_ratio`)."""
+    return _bench.paired_ratio(times[a], times[b])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
     }
     print("config: " + ", ".join(f"{k}={v}" for k, v in config.items()), flush=True)
-    load_before = _load()
+    load_before = _bench.load_average()
     print(f"machine: {os.cpu_count()} CPUs, load average {load_before} at start", flush=True)
     memory = {}
     for v in variants:
@@ -282,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  peak memory {v:<12} {memory[v]['peak_mb']:.0f} MB", flush=True)
     measured = _spawn(args, "time", variants)
     times, cpu_times = measured["wall"], measured["cpu"]
-    median = {v: statistics.median(ts) for v, ts in times.items()}
-    cpu_median = {v: statistics.median(ts) for v, ts in cpu_times.items()}
-    load_after = _load()
+    median = {v: _bench.median(ts) for v, ts in times.items()}
+    cpu_median = {v: _bench.median(ts) for v, ts in cpu_times.items()}
+    load_after = _bench.load_average()
     print(f"load average {load_after} at end (other jobs on the machine inflate and scatter the times)")
 
     mem_label = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
@@ -351,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for v in variants
         },
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "ratios": _bench.rounded(ratios),
         "load_average": {"start": load_before, "end": load_after},
         "targets_met": met,
     }
@@ -370,17 +327,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_json(args: argparse.Namespace, summary: dict) -> None:
-    """The printed summary plus the machine it came from, written to ``--json`` (nothing printed)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _bench
-
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """The printed summary plus the machine it came from, written to ``--json`` (nothing printed, so the
+    summary stays the last line of output)."""
     data = {"benchmark": "eks", "quick": args.quick, **summary,
             "machine": _bench.machine_info(args.device, args.threads)}
-    out.write_text(json.dumps(data, indent=2) + "\n")
+    _bench.write_json(args.json, data, announce=False)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     raise SystemExit(main())

@@ -23,11 +23,9 @@ max_memory_allocated.
 from __future__ import annotations
 
 import argparse
-import random
-import shutil
 import sys
-import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,10 +48,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
     p.add_argument("--scans", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.sizes is None:
-        args.sizes = "64" if args.quick else "128,256"
-    if args.reps is None:
-        args.reps = 1 if args.quick else 5
+    _bench.quick_defaults(args, {"sizes": ("128,256", "64"), "reps": (5, 1)})
     return args
 
 
@@ -139,15 +134,9 @@ def worker_time(args: argparse.Namespace) -> dict:
                 predictor.segment(scan, e)
             first[k] = t.seconds
         rec["first_call_s"] = first
-        times: dict[str, list[float]] = {k: [] for k in entries}
-        cpu: dict[str, list[float]] = {k: [] for k in entries}
-        rng = random.Random(0)
-        for _ in range(args.reps):
-            for k in rng.sample(kinds, len(kinds)):
-                with _bench.Timer(args.device) as t:
-                    predictor.segment(scan, entries[k])
-                times[k].append(t.seconds)
-                cpu[k].append(t.cpu_seconds)
+        segment = {k: partial(predictor.segment, scan, e) for k, e in entries.items()}
+        times, cpu = _bench.interleaved_rounds(segment, args.reps, args.device)
+        del segment
         rec["times_s"] = times
         rec["cpu_s"] = cpu
         out[Path(path).name] = rec
@@ -172,17 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     config = {"device": args.device, "threads": args.threads, "sizes": sizes, "spacing_mm": args.spacing,
               "region": args.region, "models": kinds, "reps": args.reps, "quick": args.quick}
-    print("config: " + ", ".join(f"{k}={v}" for k, v in config.items()), flush=True)
+    _bench.print_config(config)
     load_start = _bench.print_load("start")
 
-    tmp = None
-    if args.workdir:
-        folder = Path(args.workdir)
-        folder.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix="lorkd-seg-bench-")
-        folder = Path(tmp)
-    try:
+    with _bench.work_folder(args.workdir, "lorkd-seg-bench-") as folder:
         scans = {}
         for size in sizes:
             path, secs = write_scan(folder, size, args.spacing, args.region)
@@ -201,9 +183,6 @@ def main(argv: list[str] | None = None) -> int:
         timing = _bench.run_worker(Path(__file__).resolve(), ["--worker", "time", "--models", ",".join(kinds),
                                    "--reps", str(args.reps), "--scans", ",".join(str(scans[s]) for s in sizes),
                                    *common], threads=args.threads)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     load_end = _bench.print_load("end")
 
     mem_label = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
@@ -245,18 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     print("(median/min s: Predictor.segment wall time, model cached; cpu s: its process CPU time, all threads, "
           "median; first call: also loads (and merges) the model; resample s: prepare_scan alone, part of every "
           "call; windows: sliding-window patches)")
-    print()
-    for k, v in ratios.items():
-        print(f"{k}: {v:.2f}")
-    summary = {
-        "benchmark": "seg_latency",
-        "config": config,
-        "machine": _bench.machine_info(args.device, args.threads),
-        "results": results,
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-        "load_average": {"start": load_start, "end": load_end},
-    }
-    _bench.write_json(args.json, summary)
+    _bench.print_ratios(ratios)
+    _bench.report("seg_latency", args, config, load_start, load_end, results=results, ratios=_bench.rounded(ratios))
     return 0
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,10 +49,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", default=None, help="folder with experts/ and teacher/ (default: the bundled models)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 2 if args.quick else 8
-    if args.cached_calls is None:
-        args.cached_calls = 20 if args.quick else 200
+    _bench.quick_defaults(args, {"rounds": (8, 2), "cached_calls": (200, 20)})
     return args
 
 
@@ -102,23 +100,15 @@ def worker(args: argparse.Namespace) -> dict:
         rss_all = _bench.current_rss_bytes()
         rec["cached_switch"] = {}
         for region in order:
-            calls = []
-            for _ in range(args.cached_calls):
-                with timer() as t:
-                    predictor.prepare(experts[region])
-                calls.append(t.seconds)
-            rec["cached_switch"][region] = _bench.median(calls)
+            rec["cached_switch"][region] = _bench.median(_bench.time_calls(
+                partial(predictor.prepare, experts[region]), args.cached_calls, device))
         if teachers:
             teacher = teachers.get(order[0]) or next(iter(teachers.values()))
             with timer() as t:
                 predictor.prepare(teacher)
             rec["teacher_cold"] = t.seconds
-            calls = []
-            for _ in range(args.cached_calls):
-                with timer() as t:
-                    predictor.prepare(teacher)
-                calls.append(t.seconds)
-            rec["teacher_cached"] = _bench.median(calls)
+            rec["teacher_cached"] = _bench.median(_bench.time_calls(
+                partial(predictor.prepare, teacher), args.cached_calls, device))
         rec["cache_rss_growth_mb"] = (rss_all - rss1) / 2**20
         rec["cold_rss_growth_mb"] = (rss1 - rss0) / 2**20
         module = predictor.prepare(experts[order[0]])
@@ -170,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {"device": args.device, "threads": args.threads, "rounds": args.rounds,
               "cached_calls": args.cached_calls, "models": args.models or "bundled (resources/models)",
               "quick": args.quick}
-    print("config: " + ", ".join(f"{k}={v}" for k, v in config.items()), flush=True)
+    _bench.print_config(config)
     load_start = _bench.print_load("start")
     argv_w = ["--worker", "--device", args.device, "--threads", str(args.threads), "--rounds", str(args.rounds),
               "--cached-calls", str(args.cached_calls)] + (["--models", args.models] if args.models else [])
@@ -258,18 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     print("per region (median ms first / cached): " + ", ".join(
         f"{k} {ms(v['first_switch'])}/{ms(v['cached_switch'])}" for k, v in per_region.items()))
 
-    summary = {
-        "benchmark": "switch_latency",
-        "config": config,
-        "machine": _bench.machine_info(args.device, args.threads),
-        "results_s": {k: round(v, 6) for k, v in results.items()},
-        "per_region_s": {k: {kk: round(vv, 6) for kk, vv in v.items()} for k, v in per_region.items()},
-        "memory": memory,
-        "ratios": {k: round(v, 2) for k, v in ratios.items()},
-        "load_average": {"start": load_start, "end": load_end},
-        "wall_s": round(wall, 1),
-    }
-    _bench.write_json(args.json, summary)
+    _bench.report("switch_latency", args, config, load_start, load_end, results_s=_bench.rounded(results, 6),
+                  per_region_s={k: _bench.rounded(v, 6) for k, v in per_region.items()}, memory=memory,
+                  ratios=_bench.rounded(ratios, 2), wall_s=round(wall, 1))
     return 0
 
 
