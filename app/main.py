@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .gc_policy import freeze_after_3d_preload
+from .runtime_policy import freeze_after_3d_preload, responsive_gil_switching
 from .services.types import REGION_ORDER
 
 
@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.device = args.device
     session = Session(settings)
     window = MainWindow(session, restore_layout=not args.screenshot)
-    freeze_after_3d_preload(app)  # the process-wide GC policy lives in gc_policy.py, nowhere else
+    # the process-wide interpreter policies live in runtime_policy.py, nowhere else
+    responsive_gil_switching()
+    freeze_after_3d_preload(app)
     result = {"code": 0}
 
     if args.screenshot:

@@ -140,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LORKD_JOBS_FILE"] = str(workdir / "jobs.json")
     load_start = load_average()
 
-    from lorkd_studio.gc_policy import freeze_after_3d_preload
     from lorkd_studio.jobs.dialog import DEMO_PRESET, JobDialog
     from lorkd_studio.main import _install_event_loop, _run_event_loop
     from lorkd_studio.main_window import MainWindow
     from lorkd_studio.qt_fixes import protect_singletons
+    from lorkd_studio.runtime_policy import freeze_after_3d_preload, responsive_gil_switching
     from lorkd_studio.services.settings import AppSettings
     from lorkd_studio.session import Session
     from lorkd_studio.theme import apply_dark_theme
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = _install_event_loop(app)
     session = Session(AppSettings(workdir / "settings.ini"))
     window = MainWindow(session, restore_layout=False)
+    responsive_gil_switching()  # as lorkd_studio.main does
     freeze_after_3d_preload(app)
     window.move(0, 0)
     window.show()

@@ -65,7 +65,7 @@ def _torch_threads():
 
 @pytest.fixture(autouse=True)
 def _garbage_collector_restored():
-    """In-process jobs freeze the collector's heap (app/gc_policy.py); no test may inherit that or a
+    """In-process jobs freeze the collector's heap (app/runtime_policy.py); no test may inherit that or a
     disabled collector from another."""
     yield
     gc.unfreeze()

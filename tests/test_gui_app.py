@@ -453,7 +453,7 @@ def test_real_tiny_model_through_the_predictor(qtbot, make_window, ct_path, tmp_
 
 
 def test_startup_freezes_the_gc_once_the_3d_preload_is_done(qtbot, qapp):
-    from lorkd_studio.gc_policy import freeze_after_3d_preload
+    from lorkd_studio.runtime_policy import freeze_after_3d_preload
     from lorkd_studio.viewer.volume_view import preload_3d
 
     gc.unfreeze()

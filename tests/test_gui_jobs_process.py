@@ -152,7 +152,7 @@ def test_ui_heartbeat_while_a_child_floods_progress_records(tmp_path, qtbot):
     timer = QTimer(interval=10)
     timer.timeout.connect(lambda: beats.append((time.perf_counter(), seen["steps"])))
     gc.collect()
-    gc.freeze()  # as lorkd-studio does once its start-up imports are done (gc_policy.freeze_after_3d_preload)
+    gc.freeze()  # as lorkd-studio does once its start-up imports are done (runtime_policy.freeze_after_3d_preload)
     try:
         timer.start()
         started = time.perf_counter()

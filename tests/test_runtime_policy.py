@@ -1,12 +1,13 @@
-"""The garbage-collector policy that keeps full collections from freezing the UI during a job."""
+"""The interpreter policies (GC, GIL hand-over) that keep work on other threads from freezing the UI."""
 
 from __future__ import annotations
 
 import gc
+import sys
 
 import pytest
-from lorkd_studio.gc_policy import JobSetupGuard
 from lorkd_studio.jobs.manager import JobManager
+from lorkd_studio.runtime_policy import JobSetupGuard
 from lorkd_studio.services import jobs as job_service
 from lorkd_studio.services.worker import TorchWorker
 
@@ -74,3 +75,18 @@ def test_inprocess_job_sets_up_without_collection_and_trains_with_it(tmp_path, q
     assert seen["setup"] is False and seen["loading"] is False
     assert seen["training"] is True and seen["frozen"] > 0
     assert gc.isenabled()
+
+
+def test_gil_switch_interval_is_shortened_but_never_lengthened():
+    from lorkd_studio.runtime_policy import UI_SWITCH_INTERVAL_S, responsive_gil_switching
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        responsive_gil_switching()
+        assert sys.getswitchinterval() == pytest.approx(UI_SWITCH_INTERVAL_S, rel=0.01)
+        sys.setswitchinterval(0.0002)
+        responsive_gil_switching()
+        assert sys.getswitchinterval() == pytest.approx(0.0002, rel=0.01)
+    finally:
+        sys.setswitchinterval(before)

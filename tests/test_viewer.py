@@ -312,7 +312,7 @@ def test_importing_the_viewer_loads_neither_torch_nor_pyvista():
 
 
 def test_the_viewer_preloads_3d_but_leaves_the_garbage_collector_alone():
-    """gc.freeze() is process-wide, so only the application decides it (app/gc_policy.py), never the widget."""
+    """gc.freeze() is process-wide, so only the application decides it (app/runtime_policy.py), never the widget."""
     code = (
         "import gc, sys\n"
         "from PySide6.QtWidgets import QApplication\n"

@@ -17,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 
-from ..gc_policy import JobSetupGuard
+from ..runtime_policy import JobSetupGuard
 from ..services import jobs as job_service
 from ..services.core import JobConfig, Progress
 from ..services.worker import TaskHandle, TorchWorker

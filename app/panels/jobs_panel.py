@@ -171,6 +171,7 @@ class JobsPanel(QWidget):
             self._update_detail()
 
     _shown_log: tuple = ()
+    _shown_evaluation: str | None = None
 
     def _update_detail(self) -> None:
         job_id = self.selected_id()
@@ -193,7 +194,10 @@ class JobsPanel(QWidget):
             self._shown_log = key
             self.log.setPlainText("\n".join(rec.log))
             self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
-        self.evaluation.setPlainText(rec.evaluation or "Not evaluated (tick 'Evaluate when done' in the job dialog).")
+        evaluation = rec.evaluation or "Not evaluated (tick 'Evaluate when done' in the job dialog)."
+        if evaluation != self._shown_evaluation:  # re-laying out the text on every step costs the UI time
+            self._shown_evaluation = evaluation
+            self.evaluation.setPlainText(evaluation)
 
     def _command(self, fn) -> None:
         job_id = self.selected_id()
