@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 import time
 
 import pytest
@@ -25,6 +26,7 @@ from gui_job_support import (
 from lorkd_studio.jobs.manager import CANCEL_NAME, JobManager
 from lorkd_studio.jobs.store import JobStore
 from lorkd_studio.jobs.wiring import install_jobs
+from lorkd_studio.runtime_policy import responsive_gil_switching
 from PySide6.QtCore import QTimer
 
 from lorkd_core.engine.checkpoint import latest_checkpoint
@@ -116,6 +118,8 @@ def test_ui_heartbeat_during_inprocess_training(manager, dataset, teacher_dir, t
             beats.append(time.perf_counter())
 
     gc.collect()  # measure the training, not the collection of earlier tests' garbage
+    switch = sys.getswitchinterval()
+    responsive_gil_switching()  # as lorkd-studio sets it at start
     timer = QTimer(interval=10)
     timer.timeout.connect(beat)
     timer.start()
@@ -124,9 +128,12 @@ def test_ui_heartbeat_during_inprocess_training(manager, dataset, teacher_dir, t
         marks.append((time.perf_counter(), step))
 
     manager.job_progress.connect(on_progress)
-    rec = manager.start(job_cfg(dataset, teacher_dir, tmp_path / "hb", steps=25), mode="inprocess")
-    assert wait_state(qtbot, manager, rec.id, ("done", "failed")) == "done", rec.log
-    timer.stop()
+    try:
+        rec = manager.start(job_cfg(dataset, teacher_dir, tmp_path / "hb", steps=25), mode="inprocess")
+        assert wait_state(qtbot, manager, rec.id, ("done", "failed")) == "done", rec.log
+    finally:
+        timer.stop()
+        sys.setswitchinterval(switch)
     gaps = [b - a for a, b in zip(beats, beats[1:])]
     assert len(gaps) > 10
     worst = max(range(len(gaps)), key=gaps.__getitem__)
