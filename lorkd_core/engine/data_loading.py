@@ -29,8 +29,9 @@ NO_FINDING = "none"  # the phantoms' class for "no finding"; a manifest's null f
 _MAX_FG_POINTS = 4096
 _FG_CROP_PROB = 0.67
 _AUG_MARGIN = 1.25  # crop this much larger before rotating/scaling, so no empty corners come in
-# Real series are often a thin slab (e.g. 20 slices of 2 mm) padded to the patch at inference; this
-# share of training patches is cut to such a slab so that input is not out of distribution.
+# Real series are often a thin slab (e.g. 20 slices of 2 mm) continued to the patch with its edge slices at
+# inference; this share of training patches is cut to such a slab (continued the same way) so that input is
+# not out of distribution.
 _SLAB_PROB = 0.15
 _SLAB_MIN = 6  # voxels along z
 
@@ -240,7 +241,7 @@ class TrainingSet:
             image, label = _crop(case, crop, rng, self.task, self.spatial_dims)
             image, label = self._augment(image, label, int(rng.integers(2**31 - 1)))
             if self.task == "segmentation" and rng.random() < _SLAB_PROB * min(1.0, self.augment):
-                image, label = _thin_slab(image, label, rng, float(case.image.min()))
+                image, label = _thin_slab(image, label, rng)
         else:
             image, label = _crop(case, self.patch, rng, self.task, self.spatial_dims)
             if self.augment > 0:
@@ -321,21 +322,23 @@ def _sample_in_worker(args: tuple[int, int, int]):
     return _WORKER_SET.sample(*args)
 
 
-def _thin_slab(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator,
-               fill: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Keep a random slab of z slices (the rest becomes ``fill`` / background), like a short series."""
+def _thin_slab(image: np.ndarray, label: np.ndarray | None,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keep a random slab of z slices, like a short series, and continue it with copies of its first/last
+    slice (image and label), as inference continues a series shorter than the patch (not with air)."""
     depth = image.shape[0]
     if depth <= _SLAB_MIN + 1:
         return image, label
     keep = int(rng.integers(_SLAB_MIN, max(_SLAB_MIN + 1, depth * 3 // 5)))
     start = int(rng.integers(0, depth - keep + 1))
+    last = start + keep - 1
     image = image.copy()
-    image[:start] = fill
-    image[start + keep:] = fill
-    if label is not None:
+    image[:start] = image[start]
+    image[last + 1:] = image[last]
+    if label is not None:  # a copied slice shows the same anatomy as the edge slice: so does its label
         label = label.copy()
-        label[:start] = 0
-        label[start + keep:] = 0
+        label[:start] = label[start]
+        label[last + 1:] = label[last]
     return image, label
 
 
