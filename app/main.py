@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         window.show()
         runner.start()
     else:
+        window.confirm_quit_with_jobs = True
         session.region_override = args.region
         session.model_override = args.model
         window.show()

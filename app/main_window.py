@@ -51,6 +51,9 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.show_errors_in_dialogs = True
         self.persist_layout = restore_layout
+        self.confirm_quit_with_jobs = False  # lorkd-studio turns it on; tests and --screenshot runs do not ask
+        self._quit_confirmed = False
+        self._quit_box = None
         self.viewer = ViewerWidget(self)
         # The viewer is shown only once it has a volume: its 3D view must not start on an empty scene
         # (under Xvfb/Mesa that crashes Qt's compositor), and an empty state with actions reads better.
@@ -418,12 +421,23 @@ class MainWindow(QMainWindow):
                           "medical foundation model.")
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        live = self.jobs.live_jobs()
+        if live and self.confirm_quit_with_jobs and not self._quit_confirmed:
+            event.ignore()
+            if self._quit_box is None or not self._quit_box.isVisible():
+                self._quit_box = dialogs.ask_quit_with_jobs(self, [rec.name for rec in live], self._quit_anyway)
+                self._quit_box.destroyed.connect(lambda: setattr(self, "_quit_box", None))
+            return
         if self.persist_layout:
             self.session.settings.save_window(self.saveGeometry(), self.saveState())
         self.jobs.shutdown()
         self.session.shutdown()
         self.viewer.close()  # finalises VTK now; a child widget gets no closeEvent of its own
         super().closeEvent(event)
+
+    def _quit_anyway(self) -> None:
+        self._quit_confirmed = True
+        self.close()
 
     def start(self, scan: str | Path | None = None) -> None:
         """What happens at launch: list the models, then open ``scan``, the demo (first run) or nothing."""

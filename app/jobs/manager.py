@@ -74,6 +74,10 @@ class JobManager(QObject):
     def is_live(self, job_id: str) -> bool:
         return job_id in self._tasks or job_id in self._procs
 
+    def live_jobs(self) -> list[JobRecord]:
+        """Jobs running or queued in this app (worker thread or subprocess)."""
+        return [self.get(job_id) for job_id in [*self._tasks, *self._procs]]
+
     def flush(self) -> None:
         """Wait until the job list on disk is up to date (saves happen on a writer thread)."""
         self.store.flush()
