@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=96, help="voxels along each axis (default 96)")
     p.add_argument("--no-findings", action="store_true", help="no lesions; 'finding' is null in the manifest")
+    p.add_argument("--realism", type=int, choices=(1, 2), default=1,
+                   help="1: the original phantoms (default); 2: closer to real CT (larger spleen, more stomach "
+                        "gas, fattier back muscle, less dense bone, arms apart from the trunk, more noise)")
     p.add_argument("--workers", type=int, default=1, help="processes to generate with (default 1)")
     p.set_defaults(func=run)
 
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     manifest = write_phantom_dataset(args.out, args.cases_per_region, args.regions, seed=args.seed, size=args.size,
-                                     findings=not args.no_findings, workers=max(1, args.workers), progress=show)
+                                     findings=not args.no_findings, workers=max(1, args.workers), progress=show,
+                                     realism=args.realism)
     seconds = time.perf_counter() - t0
     print("", file=sys.stderr)
     import json

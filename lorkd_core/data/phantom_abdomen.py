@@ -66,9 +66,12 @@ def paint_liver(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
 
 def paint_spleen(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     s = rng.uniform(0.8, 1.3)
+    axes = np.array([22, 40, 56]) * s
+    if p.realism >= 2:  # real spleens reach ~70 cm² in one axial slice: larger, broader in-plane
+        axes = np.array([27, 50, 56]) * (0.9 + (s - 0.8) * 1.5)
     axis = (0.28 + rng.uniform(-0.1, 0.1), -0.55, -0.8)
     rot = frame(axis) @ rotation(rz=rng.uniform(-0.3, 0.3))
-    spleen = Ellipsoid((86, 48, p.dome_l - 58), np.array([22, 40, 56]) * s, rot=rot, bend=(0.25, 0.0))
+    spleen = Ellipsoid((86, 48, p.dome_l - 58), axes, rot=rot, bend=(0.25, 0.0))
     c.paint(spleen, T.SPLEEN, "spleen", **_IN)
 
 
@@ -78,8 +81,10 @@ def paint_stomach(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
     pts = [(55, 38, d - 22), (70, 0, d - 58), (56, -42, d - 98), (26, -60, d - 120), (-10, -58, d - 110),
            (-32, -40, d - 100)]
     rad = np.array([40, 38, 32, 24, 18, 11]) * fill
-    _hollow(c, Tube(pts, rad, smooth=3), T.STOMACH_FLUID, "stomach", rng, wall=4.0,
-            gas_level=rng.uniform(0.0, 0.4) ** 1.5, **_IN)
+    gas = rng.uniform(0.0, 0.4)
+    # realism >= 2: more gas, as in real supine scans (about 10% of the stomach below -500 HU)
+    gas_level = gas**1.5 if p.realism < 2 else 0.1 + 0.6 * gas
+    _hollow(c, Tube(pts, rad, smooth=3), T.STOMACH_FLUID, "stomach", rng, wall=4.0, gas_level=gas_level, **_IN)
 
 
 def paint_pancreas(c: Canvas, p: Patient, rng: np.random.Generator) -> None:

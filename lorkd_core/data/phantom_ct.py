@@ -26,12 +26,14 @@ class Scanner:
     slice_ratio: float  # slice thickness / slice increment (overlapping reconstructions > 1)
 
 
-def sample_scanner(rng: np.random.Generator, patient_width: float) -> Scanner:
-    """``patient_width``: half-width (mm) of the body in the scan."""
+def sample_scanner(rng: np.random.Generator, patient_width: float, realism: int = 1) -> Scanner:
+    """``patient_width``: half-width (mm) of the body in the scan; ``realism`` >= 2 adds 15% noise."""
     # Larger cross-sections attenuate more: noisier images at the same dose (heads and limbs are quiet).
     base = rng.uniform(4.0, 15.0) * (patient_width / 160.0) ** 1.5
+    if realism >= 2:
+        base *= 1.15
     return Scanner(
-        noise_std=float(np.clip(base, 2.5, 24.0)),
+        noise_std=float(np.clip(base, 2.5, 24.0 if realism < 2 else 30.0)),
         noise_grain_mm=float(rng.uniform(0.6, 1.4)),
         psf_fwhm_mm=float(rng.uniform(0.7, 1.6)),
         fov_circle=bool(rng.uniform() < 0.35),

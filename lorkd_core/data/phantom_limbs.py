@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lorkd_core.data.phantom_canvas import Canvas
-from lorkd_core.data.phantom_patient import Patient
+from lorkd_core.data.phantom_patient import Patient, trunk_axes
 from lorkd_core.data.phantom_shapes import Box, Capsule, Ellipsoid, F, Intersect, Lambda, Shape, Sphere, Tube
 from lorkd_core.data.phantom_spine import _paint_bone
 from lorkd_core.data.phantom_tissues import T
@@ -97,7 +97,13 @@ def paint_legs(c: Canvas, p: Patient, rng: np.random.Generator) -> None:
 def arm_path(p: Patient, side: int) -> np.ndarray:
     """Shoulder joint, elbow and wrist of an arm hanging beside the trunk."""
     x = 150 * p.muscle + 0.9 * p.fat + 30
-    return np.array([[side * (x - 8), 14, 440], [side * (x + 4), 26, 150], [side * (x - 2), 0, -80]])
+    if p.arm_gap is None:
+        return np.array([[side * (x - 8), 14, 440], [side * (x + 4), 26, 150], [side * (x - 2), 0, -80]])
+    # Elbow and wrist clear of the trunk by ``arm_gap``: trunk half-width + arm radius (+ union bulge).
+    arm_fat = 0.35 * p.fat + 3
+    elbow = trunk_axes(150)[0] * p.muscle + 0.9 * p.fat + 44 * p.muscle + arm_fat + 3 + p.arm_gap
+    wrist = trunk_axes(-80)[0] * p.muscle + 0.9 * p.fat + 40 * p.muscle + arm_fat + 3 + p.arm_gap
+    return np.array([[side * (x - 8), 14, 440], [side * elbow, 26, 150], [side * wrist, 0, -80]])
 
 
 def paint_arm(c: Canvas, p: Patient, side: int, path: np.ndarray, rng: np.random.Generator) -> None:

@@ -78,6 +78,8 @@ class Patient:
     contrast: Contrast
     head_scale: float
     back_flattening: float  # mm of back and buttocks pressed flat by the table
+    realism: int = 1  # generator realism level (see phantoms.generate_case)
+    arm_gap: float | None = None  # realism >= 2: mm of air between arms hanging down and the trunk
 
     @property
     def width(self) -> float:

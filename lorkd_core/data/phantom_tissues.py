@@ -148,13 +148,17 @@ def sample_contrast(rng: np.random.Generator) -> Contrast:
     return Contrast(phase, float(rng.uniform(0, 1)), bool(rng.uniform() < 0.25))
 
 
+# realism >= 2: real paraspinal muscle is fattier (24 HU in tests/data) and vertebrae less dense.
+BACK_MUSCLE_FAT_HU = 18.0
+BONE_HU_FACTOR = 0.75
 CORTEX_MM = 1.4  # typical cortical shell of vertebrae, ribs, pelvis and skull tables
 
 
 def sample_hu(rng: np.random.Generator, contrast: Contrast, min_shell: float = 0.0,
-              age: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
+              age: float = 50.0, realism: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per-tissue mean HU and texture std for one case. Shells are painted at least ``min_shell`` mm
-    thick so they do not alias into dots on coarse grids; their HU is diluted to keep the same mass."""
+    thick so they do not alias into dots on coarse grids; their HU is diluted to keep the same mass.
+    ``realism`` >= 2 moves paraspinal muscle and bone towards the real series in tests/data."""
     mean = np.zeros(N_TISSUES, np.float32)
     tex = np.zeros(N_TISSUES, np.float32)
     for t, spec in TISSUES.items():
@@ -170,6 +174,9 @@ def sample_hu(rng: np.random.Generator, contrast: Contrast, min_shell: float = 0
         tex[t] = spec.texture
     mean[T.VFAT] = mean[T.FAT]
     mean[T.BACK_MUSCLE] = mean[T.MUSCLE] - 25.0 * float(np.clip((age - 30) / 50, 0, 1)) * rng.uniform(0.2, 1.0)
+    if realism >= 2:
+        mean[T.BACK_MUSCLE] -= BACK_MUSCLE_FAT_HU
+        mean[[T.BONE, T.THIN, T.SPONGY]] *= BONE_HU_FACTOR
     f = CORTEX_MM / max(CORTEX_MM, min_shell)
     mean[T.THIN] = f * mean[T.THIN] + (1 - f) * mean[T.SPONGY]
     mean[T.TWIG] = 0.4 * mean[T.ARTERY] + 0.6 * mean[T.LUNG]

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from lorkd_core.atomic import atomic_path
 from lorkd_core.data.phantom_canvas import Canvas
 from lorkd_core.data.phantom_ct import apply_fov_circle, render_ct, sample_scanner
 from lorkd_core.data.phantom_findings import FINDINGS, add_finding
-from lorkd_core.data.phantom_patient import sample_patient
-from lorkd_core.data.phantom_regions import REGION_LABELS, REGIONS, label_for, plan_scan
+from lorkd_core.data.phantom_patient import Patient, sample_patient
+from lorkd_core.data.phantom_regions import REGION_LABELS, REGIONS, ScanPlan, label_for, plan_scan
 from lorkd_core.data.phantom_scene import build_arm, build_body
 from lorkd_core.data.phantom_shapes import rotation
 from lorkd_core.data.phantom_tissues import T, sample_hu
@@ -35,6 +35,7 @@ from lorkd_core.progress import CancelToken, ProgressCallback, report
 __all__ = ["FINDINGS", "REGIONS", "REGION_LABELS", "PhantomCase", "generate_case", "write_phantom_dataset",
            "split_of"]
 
+REALISM_LEVELS = (1, 2)
 _Z_SPACINGS = (0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 _DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -65,6 +66,21 @@ def _as_shape(shape: int | Sequence[int]) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
+def _realism_plan(region: str, seed: int, patient: Patient, plan: ScanPlan) -> ScanPlan:
+    """Realism >= 2: arms hanging down clear of the trunk, and a field of view wide enough to show them
+    (the real series: 500 mm). Draws come from their own stream, so the case's main stream is unchanged."""
+    extra = np.random.default_rng([int(seed), REGIONS.index(region), 2])
+    patient.arm_gap = float(extra.uniform(5, 30)) if extra.uniform() < 0.8 else None
+    if patient.arms == "down" and region in ("abdomen", "thorax", "pelvis"):
+        plan = replace(plan, fov_mm=max(plan.fov_mm, float(extra.uniform(460, 520))))
+    return plan
+
+
+def _check_realism(realism: int) -> None:
+    if realism not in REALISM_LEVELS:
+        raise ConfigError(f"phantom realism must be one of {REALISM_LEVELS}, got {realism!r}")
+
+
 def _check_region(region: str) -> None:
     if region not in REGIONS:
         raise ConfigError(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}")
@@ -72,11 +88,16 @@ def _check_region(region: str) -> None:
 
 def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
                   spacing: Sequence[float] | None = None, fov_mm: float | None = None, findings: bool = True,
-                  finding: str | None = None, labels: Sequence[str] | None = None) -> PhantomCase:
+                  finding: str | None = None, labels: Sequence[str] | None = None,
+                  realism: int = 1) -> PhantomCase:
     """Generate one case of ``region``. ``shape`` is the grid (int or (z, y, x)); ``spacing`` (x, y, z)
     mm overrides the sampled one; ``finding`` forces a finding class of ``FINDINGS[region]`` (random
-    otherwise); ``labels`` overrides the region's label list (e.g. per-level ``vertebrae_L1``)."""
+    otherwise); ``labels`` overrides the region's label list (e.g. per-level ``vertebrae_L1``).
+    ``realism`` 1 gives the original phantoms (bit-identical for a seed); 2 moves them towards the real
+    abdomen series in tests/data (larger spleen, more stomach gas, fattier back muscle, less dense bone,
+    arms hanging down apart from the trunk, more noise; see scripts/phantom_vs_real.py)."""
     _check_region(region)
+    _check_realism(realism)
     if finding is not None and finding not in FINDINGS[region].classes:
         raise ConfigError(f"finding {finding!r} is not one of {', '.join(FINDINGS[region].classes)} "
                           f"for region {region}")
@@ -86,6 +107,9 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
     rng = np.random.default_rng([int(seed), REGIONS.index(region)])
     patient = sample_patient(rng)
     plan = plan_scan(region, rng)
+    patient.realism = realism
+    if realism >= 2:
+        plan = _realism_plan(region, seed, patient, plan)
     fov = float(fov_mm or plan.fov_mm)
     if spacing is None:
         sxy = float(np.clip(fov / max(nx, ny), 0.5, 5.0))
@@ -106,11 +130,11 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
         build_arm(canvas, patient, rng)
     else:
         build_body(canvas, patient, rng)
-    hu, tex = sample_hu(rng, patient.contrast, canvas.min_shell, patient.age)
+    hu, tex = sample_hu(rng, patient.contrast, canvas.min_shell, patient.age, realism)
     finding_cls, fmask = add_finding(canvas, region, hu, rng, findings, finding)
     body = ~np.isin(canvas.tissue[nz // 2], (T.AIR, T.TABLE, T.FOAM))
     width = 0.5 * float(body.any(axis=0).sum()) * sp[0] if body.any() else patient.width
-    scanner = sample_scanner(rng, width)
+    scanner = sample_scanner(rng, width, realism)
     image = render_ct(canvas.tissue, hu, tex, canvas.Y, sp, scanner, rng)
     if scanner.fov_circle:
         apply_fov_circle(image, sp, min(nx * sp[0], ny * sp[1]))
@@ -125,6 +149,8 @@ def generate_case(region: str, seed: int, *, shape: int | Sequence[int] = 96,
     meta = {"seed": int(seed), "phase": patient.contrast.phase, "oral_contrast": patient.contrast.oral,
             "noise_hu": round(scanner.noise_std, 2), "fov_mm": round(fov, 1), "arms": patient.arms,
             "sex": "F" if patient.female else "M", "age": round(patient.age)}
+    if realism != 1:  # realism-1 metadata (and so seg.json) stays as it always was
+        meta["realism"] = realism
     return PhantomCase(region, image, lut[canvas.struct], tuple(float(s) for s in sp),
                        tuple(float(o) for o in origin), _DIRECTION, label_names, finding_cls, fmask, canvas.tissue,
                        meta)
@@ -164,9 +190,9 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_case(out: Path, region: str, index: int, n: int, seed: int, size: int | Sequence[int],
-                findings: bool) -> dict[str, Any]:
+                findings: bool, realism: int = 1) -> dict[str, Any]:
     cs = case_seed(seed, region, index)
-    case = generate_case(region, cs, shape=size, findings=findings)
+    case = generate_case(region, cs, shape=size, findings=findings, realism=realism)
     case_id = f"{region}_{index:03d}"
     folder = out / "cases" / case_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,10 +216,11 @@ def _write_case(out: Path, region: str, index: int, n: int, seed: int, size: int
 def write_phantom_dataset(out_dir: str | Path, cases_per_region: int, regions: Sequence[str] | None = None,
                           seed: int = 0, size: int | Sequence[int] = 96, *, findings: bool = True,
                           workers: int = 1, progress: ProgressCallback | None = None,
-                          cancel: CancelToken | None = None) -> Path:
+                          cancel: CancelToken | None = None, realism: int = 1) -> Path:
     """Write ``<out>/cases/<region>_<nnn>/{ct,seg,finding}.nii.gz`` (+ ``seg.json``), ``manifest.jsonl``
     and ``dataset.json``; return the manifest path. Case ``i`` of a region depends only on
-    (seed, region, i), so adding regions or cases never changes existing ones."""
+    (seed, region, i, realism), so adding regions or cases never changes existing ones."""
+    _check_realism(realism)
     regions = list(REGIONS if not regions else regions)
     for r in regions:
         _check_region(r)
@@ -205,7 +232,7 @@ def write_phantom_dataset(out_dir: str | Path, cases_per_region: int, regions: S
     jobs = [(r, i) for r in regions for i in range(cases_per_region)]
     items: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    args = (cases_per_region, seed, size, findings)
+    args = (cases_per_region, seed, size, findings, realism)
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(_write_case, out, r, i, *args) for r, i in jobs]
@@ -226,7 +253,7 @@ def write_phantom_dataset(out_dir: str | Path, cases_per_region: int, regions: S
     _write_text(manifest, "".join(json.dumps(it) + "\n" for it in items))
     summary = {
         "name": "lorkd-phantoms", "format": "lorkd-phantoms/1", "seed": int(seed), "size": size,
-        "cases_per_region": cases_per_region, "findings": findings,
+        "cases_per_region": cases_per_region, "findings": findings, "realism": int(realism),
         "regions": {r: {"labels": {str(i + 1): n for i, n in enumerate(REGION_LABELS[r])},
                         "findings": list(FINDINGS[r].classes),
                         "cases": {s: sum(1 for it in items if it["region"] == r and it["split"] == s)
