@@ -10,7 +10,7 @@ set -u
 OUT=${OUT:-/tmp/device_out}
 BUDGET=${BUDGET:-270}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu TRAIN_ARGS=--smoke BUDGET=20: a dry run of this script on any machine
-TRAIN_ARGS=${TRAIN_ARGS:---config scripts/demo_gpu.json}
+TRAIN_ARGS=${TRAIN_ARGS:---config scripts/demo_gpu.json}  # scripts/demo_gpu_realism2.json: level-2 phantoms (issue 4)
 TEACHER=${TEACHER:-}  # a trained teacher model folder: decompose only (the budget goes to experts + baseline)
 LIMIT=${LIMIT:-540}   # seconds this script may take in all: later optional steps are skipped to fit
 export LORKD_LOADER_PROCESSES=${LORKD_LOADER_PROCESSES:-12}

@@ -33,6 +33,7 @@ from pathlib import Path
 DEMO = {
     "cases_per_region": 12,
     "phantom_size": 96,
+    "phantom_realism": 1,  # 2: closer to real CT (lorkd phantoms --realism; the bundled models used 1)
     "spacing": [4.0, 4.0, 4.0],
     "patch_size": [32, 32, 32],
     "batch_size": 8,
@@ -192,7 +193,7 @@ def _phantoms(folder: Path, s: dict, workers: int) -> Path:
         print(f"   reusing {manifest}")
         return manifest
     return write_phantom_dataset(folder, s["cases_per_region"], size=s["phantom_size"], workers=workers,
-                                 progress=_printer("phantoms", every=8))
+                                 realism=int(s.get("phantom_realism", 1)), progress=_printer("phantoms", every=8))
 
 
 def _teacher(folder: Path, manifest: Path, s: dict, device: str, progress=None):
