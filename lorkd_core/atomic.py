@@ -35,11 +35,14 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=suffix or ".tmp",
                                dir=target.parent)
     # mkstemp creates 0600; saved label maps and models should get the permissions a plain open() would.
-    os.fchmod(fd, 0o666 & ~_current_umask())
+    mode = 0o666 & ~_current_umask()
+    os.fchmod(fd, mode)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # again: some writers (safetensors' save_file) replace the temp file with their own 0600 one
+        os.chmod(tmp_path, mode)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
