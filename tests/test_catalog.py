@@ -140,6 +140,26 @@ def test_bundled_experts_set_is_kind_experts_set(models, tmp_path, monkeypatch):
     assert find_entry("thorax").id == "bundled:demo/experts#thorax"
 
 
+def test_newest_version_of_a_bundled_expert_is_the_default(models, tmp_path, monkeypatch):
+    """An adapted expert (card version 2) is picked over its parent for its region, wherever it sorts."""
+    import lorkd_core.engine.catalog as catalog
+    from lorkd_core.engine.evaluate import find_models
+
+    bundle = tmp_path / "models"
+    _copy(models / "experts", bundle / "experts")
+    adapted = _copy(models / "experts", bundle / "zz_abdomen_v2" / "experts")  # after "experts" in the walk
+    card = read_card(adapted)
+    card.extra["version"] = 2
+    write_card(adapted, card)
+    monkeypatch.setattr(catalog, "bundled_models_dir", lambda: bundle)
+    assert find_entry("abdomen").id == "bundled:zz_abdomen_v2/experts#abdomen"
+    chosen = {e.region: e.path.parent.name for e in find_models(bundle)["experts"]}
+    assert chosen["abdomen"] == "zz_abdomen_v2"
+    card.extra["version"] = 1  # equal versions: the order found decides, as before
+    write_card(adapted, card)
+    assert find_entry("abdomen").id == "bundled:experts#abdomen"
+
+
 def test_missing_bundled_models_give_a_clear_error(tmp_path, monkeypatch):
     import lorkd_core.engine.catalog as catalog
 

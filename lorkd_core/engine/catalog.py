@@ -165,7 +165,15 @@ def find_entry(region: str, task: str = "segmentation", model: str | Path | None
     if not usable:
         offered = sorted({f"{e.region} ({e.task})" for e in candidates})
         raise ModelError(f"no {task} model for region '{region}'; available: {', '.join(offered) or 'none'}", where)
-    return min(usable, key=lambda e: (not e.bundled if model is None else 0, _PREFERENCE.get(e.kind, 9)))
+    # among equals, the newest version of an expert (an adapted one) wins over the one it was adapted from
+    return min(usable, key=lambda e: (not e.bundled if model is None else 0, _PREFERENCE.get(e.kind, 9),
+                                      -card_version(e.card)))
+
+
+def card_version(card: ModelCard) -> int:
+    """A model's version: 1, or what ``lorkd adapt`` wrote (the parent's version + 1)."""
+    version = card.extra.get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) and version > 0 else 1
 
 
 def _labels_or_empty(card: ModelCard, region: str) -> dict[int, str]:

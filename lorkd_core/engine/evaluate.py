@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from lorkd_core.atomic import write_text_atomic
-from lorkd_core.engine.catalog import ModelEntry, list_models
+from lorkd_core.engine.catalog import ModelEntry, card_version, list_models
 from lorkd_core.engine.data_loading import NO_FINDING
 from lorkd_core.engine.model_card import REGION_ORDER, WEIGHTS_NAME, update_metrics
 from lorkd_core.errors import DatasetError, ModelError
@@ -151,7 +151,7 @@ def find_models(models_dir: str | Path) -> dict[str, list[ModelEntry]]:
     experts = found.get("experts", [])
     seen: set[str] = set()
     found_experts = []
-    for e in sorted(experts, key=lambda e: e.card.kind != "experts"):
+    for e in sorted(experts, key=lambda e: (e.card.kind != "experts", -card_version(e.card))):
         if e.region not in seen:
             seen.add(e.region)
             found_experts.append(e)
