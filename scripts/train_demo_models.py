@@ -34,6 +34,7 @@ DEMO = {
     "cases_per_region": 12,
     "phantom_size": 96,
     "phantom_realism": 1,  # 2: closer to real CT (lorkd phantoms --realism; the bundled models used 1)
+    "crop_sampling": "voxel",  # "class": class-balanced patch centres (the bundled models used "voxel")
     "spacing": [4.0, 4.0, 4.0],
     "patch_size": [32, 32, 32],
     "batch_size": 8,
@@ -202,7 +203,8 @@ def _teacher(folder: Path, manifest: Path, s: dict, device: str, progress=None):
 
     cfg = FoundationConfig(data=str(manifest), out=str(folder), network=s["teacher"], steps=s["teacher_steps"],
                            batch_size=s["batch_size"], lr=s["teacher_lr"], patch_size=tuple(s["patch_size"]),
-                           spacing=tuple(s["spacing"]), checkpoint_every=50, device=device)
+                           spacing=tuple(s["spacing"]), checkpoint_every=50, device=device,
+                           crop_sampling=s.get("crop_sampling", "voxel"))
     result = train_foundation(cfg, progress or _printer("teacher"), resume=True)
     print(f"   teacher: {result.steps} steps in {result.seconds:.0f} s ({result.seconds / max(1, result.steps):.2f} s/step)")
     return result
@@ -216,7 +218,8 @@ def _decompose(folder: Path, teacher: Path, manifest: Path, s: dict, device: str
                           feature_channels=s["feature_channels"], ranks=s["ranks"], steps=s["steps"],
                           baseline_steps=s["baseline_steps"], batch_size=s["batch_size"], lr=s["lr"],
                           lam=s["lam"], tau=s["tau"], patch_size=tuple(s["patch_size"]),
-                          spacing=tuple(s["spacing"]), checkpoint_every=50, device=device)
+                          spacing=tuple(s["spacing"]), checkpoint_every=50, device=device,
+                          crop_sampling=s.get("crop_sampling", "voxel"))
     result = decompose(cfg, progress or _printer("decompose"), resume=True)
     print(f"   decomposition: {result.steps} steps in {result.seconds:.0f} s")
     return result

@@ -5,6 +5,9 @@ Conventions shared by every config:
   ``spacing`` is the target voxel size in mm for the same axes.
 - ``device`` is "auto" (CUDA, then MPS, then CPU), "cpu" or "cuda"; ``amp`` only has an effect on CUDA.
 - ``augment`` scales the training augmentation (0 = none; see lorkd_core.data.transforms).
+- ``crop_sampling`` picks the centre of a segmentation patch's foreground draws: "class" takes a labelled
+  class uniformly, then one of its voxels (small structures get as many patches as large ones); "voxel" takes
+  a foreground voxel uniformly (large organs dominate).
 - Paths are stored as given (strings); the engine resolves them against the working directory.
 """
 
@@ -22,6 +25,7 @@ from lorkd_core.errors import ConfigError
 TASKS = ("segmentation", "classification")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_DTYPES = ("bf16", "fp16")
+CROP_SAMPLING = ("class", "voxel")
 C = TypeVar("C", bound="JobConfig")
 
 
@@ -62,6 +66,7 @@ class JobConfig:
     cache_cases_per_region: int | None = None
     warmup_steps: int = 10
     augment: float = 1.0
+    crop_sampling: str = "voxel"
 
     # ------------------------------------------------------------- JSON
 
@@ -132,6 +137,7 @@ class JobConfig:
         _check_choice(self, "task", TASKS)
         _check_choice(self, "device", DEVICES)
         _check_choice(self, "amp_dtype", AMP_DTYPES)
+        _check_choice(self, "crop_sampling", CROP_SAMPLING)
         for name in ("steps", "batch_size", "seed", "checkpoint_every", "spatial_dims", "warmup_steps"):
             _check_type(self, name, int)
         for name in ("lr", "weight_decay", "augment"):

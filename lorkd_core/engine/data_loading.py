@@ -27,6 +27,7 @@ from lorkd_core.progress import CancelToken, ProgressCallback, report
 
 NO_FINDING = "none"  # the phantoms' class for "no finding"; a manifest's null finding means the same
 _MAX_FG_POINTS = 4096
+_MAX_CLASS_POINTS = 1024  # per class, for class-balanced crops
 _FG_CROP_PROB = 0.67
 _AUG_MARGIN = 1.25  # crop this much larger before rotating/scaling, so no empty corners come in
 # Real series are often a thin slab (e.g. 20 slices of 2 mm) continued to the patch with its edge slices at
@@ -73,6 +74,8 @@ class CachedCase:
     target: int
     case_id: str
     fg: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int32))
+    # class-balanced crops: fg[bounds[k]:bounds[k + 1]] are the points of the k-th present class
+    fg_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def region_label_sets(items: Sequence[DatasetItem]) -> dict[str, dict[int, str]]:
@@ -117,13 +120,17 @@ class TrainingSet:
     def __init__(self, items: Sequence[DatasetItem], *, task: str, patch_size: Sequence[int],
                  spacing: Sequence[float], seed: int = 0, spatial_dims: int = 3, augment: float = 1.0,
                  regions: Sequence[str] | None = None, max_cases_per_region: int | None = None,
-                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+                 crop_sampling: str = "voxel", progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> None:
         self.task = task
         self.patch = tuple(int(p) for p in patch_size)
         self.spacing = tuple(float(s) for s in spacing)
         self.seed = int(seed)
         self.spatial_dims = spatial_dims
         self.augment = float(augment)
+        if crop_sampling not in ("class", "voxel"):
+            raise ValueError(f"crop_sampling must be 'class' or 'voxel', found {crop_sampling!r}")
+        self.crop_sampling = crop_sampling
         self._local = threading.local()  # MONAI pipelines carry random state: one per thread
         self._pool: ThreadPoolExecutor | None = None
         self._procs: object | None = None  # ProcessPoolExecutor, made on the first batch when asked for
@@ -204,11 +211,15 @@ class TrainingSet:
             target = names[_finding(item)]
             source = None if label is None else _organ_mask(item, label)
             label = None
-        fg = np.argwhere(source > 0) if source is not None else np.zeros((0, 3), np.int64)
-        if len(fg) > _MAX_FG_POINTS:
-            fg = fg[np.random.default_rng(0).choice(len(fg), _MAX_FG_POINTS, replace=False)]
+        bounds = np.zeros(0, np.int64)
+        if seg and self.crop_sampling == "class" and source is not None:
+            fg, bounds = _class_points(source)
+        else:
+            fg = np.argwhere(source > 0) if source is not None else np.zeros((0, 3), np.int64)
+            if len(fg) > _MAX_FG_POINTS:
+                fg = fg[np.random.default_rng(0).choice(len(fg), _MAX_FG_POINTS, replace=False)]
         return CachedCase(image=image.astype(np.float32), label=label, region=item.region, target=target,
-                          case_id=item.case_id, fg=fg.astype(np.int32))
+                          case_id=item.case_id, fg=fg.astype(np.int32), fg_bounds=bounds)
 
     def _to_head_ids(self, item: DatasetItem, label: np.ndarray) -> np.ndarray:
         head = {name: i for i, name in self.labels[item.region].items()}
@@ -296,7 +307,11 @@ def _crop(case: CachedCase, patch: tuple[int, ...], rng: np.random.Generator, ta
     shape = image.shape
     use_fg = len(case.fg) > 0 and (task == "classification" or rng.random() < _FG_CROP_PROB)
     if use_fg:
-        point = case.fg[int(rng.integers(len(case.fg)))][-len(shape):]
+        if len(case.fg_bounds) > 1:  # class-balanced: a present class first, then one of its voxels
+            k = int(rng.integers(len(case.fg_bounds) - 1))
+            point = case.fg[int(rng.integers(case.fg_bounds[k], case.fg_bounds[k + 1]))][-len(shape):]
+        else:
+            point = case.fg[int(rng.integers(len(case.fg)))][-len(shape):]
         if task == "classification":  # the organ's centre, jittered: the finding must stay in view
             point = case.fg.mean(axis=0)[-len(shape):] + rng.integers(-2, 3, size=len(shape))
         starts = [int(np.clip(int(c) - p // 2, 0, max(0, s - p))) for c, p, s in zip(point, patch, shape)]
@@ -306,6 +321,23 @@ def _crop(case: CachedCase, patch: tuple[int, ...], rng: np.random.Generator, ta
     img = _pad(image[window], patch, float(image.min()))
     lab = None if label is None else _pad(label[window], patch, 0)
     return img, lab
+
+
+def _class_points(label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground points grouped by class (at most _MAX_CLASS_POINTS each) and the groups' offsets."""
+    rng = np.random.default_rng(0)
+    groups = []
+    for c in np.unique(label):
+        if c <= 0:
+            continue
+        pts = np.argwhere(label == c)
+        if len(pts) > _MAX_CLASS_POINTS:
+            pts = pts[rng.choice(len(pts), _MAX_CLASS_POINTS, replace=False)]
+        groups.append(pts)
+    if not groups:
+        return np.zeros((0, label.ndim), np.int64), np.zeros(0, np.int64)
+    bounds = np.cumsum([0] + [len(g) for g in groups]).astype(np.int64)
+    return np.concatenate(groups), bounds
 
 
 _WORKER_SET: TrainingSet | None = None

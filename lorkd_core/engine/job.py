@@ -96,7 +96,7 @@ class Job:
                                        {"data_fraction": p.fraction}))
         self.data = TrainingSet(items, task=cfg.task, patch_size=cfg.patch_size, spacing=cfg.spacing,
                                 seed=cfg.seed, spatial_dims=cfg.spatial_dims, augment=cfg.augment,
-                                regions=cfg.regions,
+                                regions=cfg.regions, crop_sampling=cfg.crop_sampling,
                                 max_cases_per_region=cfg.cache_cases_per_region, progress=loading,
                                 cancel=self.cancel)
         return self.data
