@@ -22,7 +22,7 @@ from torch import nn
 
 from lorkd_core.engine.catalog import ModelEntry
 from lorkd_core.engine.model_card import CARD_NAME, WEIGHTS_NAME, ModelCard, region_labels, teacher_channels
-from lorkd_core.engine.postprocess import keep_largest_pieces
+from lorkd_core.engine.postprocess import clear_outside_air, keep_largest_pieces
 from lorkd_core.errors import ConfigError, ModelError
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 
@@ -170,11 +170,12 @@ class _Loaded:
 class Predictor:
     """Segment or classify scans with catalog entries; caches merged experts per (model, region).
 
-    ``largest_pieces``: organs that are one piece in every patient keep only their largest 3D component
-    (:mod:`lorkd_core.engine.postprocess`)."""
+    ``clean_up``: the anatomical clean-up of :mod:`lorkd_core.engine.postprocess` (organs that are one piece
+    in every patient keep only their largest 3D component; on CT nothing but air-filled structures is labelled
+    in the air around the patient)."""
 
     def __init__(self, device: str | torch.device = "auto", *, overlap: float = 0.25, sw_batch_size: int = 2,
-                 cache_size: int = 32, models_cached: int = 3, largest_pieces: bool = True) -> None:
+                 cache_size: int = 32, models_cached: int = 3, clean_up: bool = True) -> None:
         from lorkd_core.device import select_device
 
         if isinstance(device, torch.device):
@@ -188,7 +189,7 @@ class Predictor:
         self.sw_batch_size = int(sw_batch_size)
         self.cache_size = int(cache_size)
         self.models_cached = int(models_cached)
-        self.largest_pieces = bool(largest_pieces)
+        self.clean_up = bool(clean_up)
         self._regions: OrderedDict[tuple[Any, str], nn.Module] = OrderedDict()
         self._models: OrderedDict[Any, _Loaded] = OrderedDict()
         self._lock = threading.RLock()
@@ -253,7 +254,9 @@ class Predictor:
         from lorkd_core.io import from_canonical
 
         names = region_labels(entry.card, entry.region)
-        if self.largest_pieces:
+        if self.clean_up:
+            if (scan.modality or pre.modality) == "CT":  # the network input is HU / 1000 there
+                labels = clear_outside_air(labels, array * 1000.0, names)
             labels = keep_largest_pieces(labels, names)
         labels = from_canonical(labels, grid).astype(np.int16, copy=False)
         return Segmentation(labels, names, entry.id, entry.region, tuple(scan.spacing),
