@@ -187,6 +187,42 @@ def color_of(structure: str) -> Color:
     return load_taxonomy().color_of(structure)
 
 
+# Fallback colours for a label set whose anatomical colours clash (Tableau 20 without its greys).
+_DISTINCT: tuple[Color, ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+    (227, 119, 194), (188, 189, 34), (23, 190, 207), (174, 199, 232), (255, 187, 120), (152, 223, 138),
+    (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (219, 219, 141), (158, 218, 229),
+)
+MIN_COLOR_DISTANCE = 30.0  # RGB distance below which two overlay colours are hard to tell apart
+
+
+def distinct_colors(names: dict[int, str]) -> dict[int, Color]:
+    """Display colours of one label set: the taxonomy's (Slicer-style anatomical) colours, except where two
+    structures would look alike (liver and stomach differ by 7 RGB units there): the later label, in id
+    order, then takes the fallback colour nearest its own among those far enough from all before it. Left/right twins may share
+    a colour. A pure function of the whole set, so the viewer and the results table always agree."""
+    out: dict[int, Color] = {}
+    for label in sorted(names):
+        name = names[label]
+        twin = next((c for other, c in out.items() if _twins(names[other], name)), None)
+        color = twin or color_of(name)
+        others = [c for other, c in out.items() if not _twins(names[other], name)]
+        if any(_distance(c, color) < MIN_COLOR_DISTANCE for c in others):
+            free = [c for c in _DISTINCT if all(_distance(c, used) >= MIN_COLOR_DISTANCE for used in out.values())]
+            if free:  # the nearest free colour: an artery stays reddish, a bone light
+                color = min(free, key=lambda c: _distance(c, color))
+        out[label] = color
+    return out
+
+
+def _distance(a: Color, b: Color) -> float:
+    return float(sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5)
+
+
+def _twins(a: str, b: str) -> bool:
+    return a != b and a.replace("_left", "_right") == b.replace("_left", "_right")
+
+
 def totalseg_label_to_region() -> dict[str, str]:
     """TotalSegmentator v2 "total" class name -> primary region."""
     return load_taxonomy().totalseg_label_to_region

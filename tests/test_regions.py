@@ -139,3 +139,28 @@ def test_names_and_aliases(taxonomy):
     assert taxonomy.canonical_name("Liver") == "liver"
     assert taxonomy.canonical_name("cancer") is None
     assert region_of("no_such_thing") is None
+
+
+def test_distinct_colors_keep_a_label_set_apart():
+    """Slicer's anatomical colours make liver and stomach 7 RGB units apart; an overlay needs them distinct."""
+    from lorkd_core.regions import MIN_COLOR_DISTANCE, _distance, _twins, color_of, distinct_colors
+
+    abdomen = {1: "liver", 2: "spleen", 3: "kidney_left", 4: "kidney_right", 5: "stomach", 6: "pancreas",
+               7: "inferior_vena_cava", 8: "aorta", 9: "vertebrae"}
+    thorax = {1: "lung_left", 2: "lung_right", 3: "trachea", 4: "esophagus", 5: "heart", 6: "aorta", 7: "ribs",
+              8: "sternum", 9: "vertebrae"}
+    assert _distance(color_of("liver"), color_of("stomach")) < MIN_COLOR_DISTANCE  # the problem
+    for names in (abdomen, thorax):
+        colors = distinct_colors(names)
+        assert set(colors) == set(names)
+        for a in names:
+            for b in names:
+                if a < b and not _twins(names[a], names[b]):
+                    assert _distance(colors[a], colors[b]) >= MIN_COLOR_DISTANCE, (names[a], names[b])
+        # a pure function of the set: the order the labels come in does not matter
+        assert distinct_colors(dict(reversed(list(names.items())))) == colors
+    colors = distinct_colors(abdomen)
+    assert colors[1] == color_of("liver")  # the first label keeps its anatomical colour
+    assert colors[3] == colors[4]  # left/right twins share one
+    red = distinct_colors(thorax)[6]
+    assert red[0] > 2 * red[1]  # the aorta, moved off the heart's colour, stays red

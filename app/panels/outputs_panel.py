@@ -95,7 +95,8 @@ class OutputsPanel(QWidget):
 
     def _show_segmentation(self, result: SegmentationResult) -> None:
         self.pages.setCurrentIndex(0)
-        colors = self._colors_for({s.label_id: s.name for s in result.stats})
+        # the whole label set, as the viewer's overlay gets it: a clash-free colour depends on the set
+        colors = self._colors_for(dict(result.label_names) or {s.label_id: s.name for s in result.stats})
         self.table.setRowCount(len(result.stats))
         for row, s in enumerate(result.stats):
             name = QTableWidgetItem(_swatch(colors.get(s.label_id, (200, 200, 200))), self._display_name(s.name))

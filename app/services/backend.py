@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lorkd_core.errors import LorkdError, ModelError, ScanError
-from lorkd_core.regions import load_taxonomy
+from lorkd_core.regions import distinct_colors, load_taxonomy
 
 from . import stats as stats_mod
 from .report import build_report, write_report
@@ -61,7 +61,8 @@ class Backend:
         return info.display_name if info else region
 
     def colors_for(self, names: dict[int, str]) -> dict[int, tuple[int, int, int]]:
-        return {i: self.taxonomy.color_of(n) for i, n in names.items()}
+        """Overlay colours of a whole label set (see lorkd_core.regions.distinct_colors)."""
+        return distinct_colors(names)
 
     def structure_display_name(self, name: str) -> str:
         display = self.taxonomy.display_name_of(name)
