@@ -148,6 +148,26 @@ def test_dicom_seg_round_trip(tmp_path):
     assert len(pydicom.dcmread(tmp_path / "seg2.dcm").SegmentSequence) == 3
 
 
+def test_dicom_seg_colours_are_the_viewers(tmp_path):
+    """Liver and stomach are 7 RGB units apart in the anatomical colours; the SEG carries the viewer's
+    distinct ones (lorkd_core.regions.distinct_colors of the whole label set)."""
+    import highdicom as hd
+
+    from lorkd_core.regions import distinct_colors
+
+    write_series(tmp_path / "ct", shape=(4, 16, 16))
+    scan = load_scan(tmp_path / "ct")
+    labels = np.zeros(scan.array.shape, np.int16)
+    labels[0:2, 2:6, 2:6] = 1
+    labels[2:4, 8:12, 8:12] = 2
+    names = {1: "liver", 2: "stomach"}
+    ds = pydicom.dcmread(save_dicom_seg(tmp_path / "seg.dcm", labels, scan, names))
+    lab = [tuple(s.RecommendedDisplayCIELabValue) for s in ds.SegmentSequence]
+    expected = distinct_colors(names)
+    assert lab == [tuple(hd.color.CIELabColor.from_rgb(*expected[k]).value) for k in (1, 2)]
+    assert lab[0] != lab[1]
+
+
 def test_dicom_seg_refuses_bad_input(tmp_path, ct_dicom_dir):
     write_series(tmp_path / "ct", shape=(3, 16, 16))
     scan = load_scan(tmp_path / "ct")

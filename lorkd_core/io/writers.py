@@ -159,7 +159,7 @@ def save_dicom_seg(
     from pydicom.sr.codedict import codes
 
     from lorkd_core import __version__
-    from lorkd_core.regions import load_taxonomy
+    from lorkd_core.regions import distinct_colors
 
     path = Path(path)
     datasets = _source_datasets(source, series_uid)
@@ -182,7 +182,9 @@ def save_dicom_seg(
     for number, value in enumerate(present, start=1):
         lut[value] = number
     segments = lut[array]
-    taxonomy = load_taxonomy()
+    # the viewer's colours: distinct within this label set (lorkd_core.regions.distinct_colors)
+    all_names = {int(k): v for k, v in label_names.items()}
+    colors = distinct_colors({**all_names, **{int(v): f"label_{v}" for v in present if int(v) not in all_names}})
     algorithm = hd.AlgorithmIdentificationSequence(
         name=model[:64], family=codes.cid7162.ArtificialIntelligence, version=str(model_version)[:64]
     )
@@ -197,7 +199,7 @@ def save_dicom_seg(
                 segmented_property_type=_property_type(name),
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm,
-                display_color=hd.color.CIELabColor.from_rgb(*taxonomy.color_of(name)),
+                display_color=hd.color.CIELabColor.from_rgb(*colors[int(value)]),
             )
         )
     try:
