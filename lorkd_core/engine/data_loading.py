@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lorkd_core.data.manifest import DatasetItem
+from lorkd_core.engine.config import CROP_SAMPLING
 from lorkd_core.errors import DatasetError
 from lorkd_core.progress import CancelToken, ProgressCallback, report
 
@@ -128,8 +129,8 @@ class TrainingSet:
         self.seed = int(seed)
         self.spatial_dims = spatial_dims
         self.augment = float(augment)
-        if crop_sampling not in ("class", "voxel"):
-            raise ValueError(f"crop_sampling must be 'class' or 'voxel', found {crop_sampling!r}")
+        if crop_sampling not in CROP_SAMPLING:
+            raise ValueError(f"crop_sampling must be one of {CROP_SAMPLING}, found {crop_sampling!r}")
         self.crop_sampling = crop_sampling
         self._local = threading.local()  # MONAI pipelines carry random state: one per thread
         self._pool: ThreadPoolExecutor | None = None
