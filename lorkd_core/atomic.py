@@ -34,14 +34,13 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=suffix or ".tmp",
                                dir=target.parent)
-    # mkstemp creates 0600; saved label maps and models should get the permissions a plain open() would.
     mode = 0o666 & ~_current_umask()
-    os.fchmod(fd, mode)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # again: some writers (safetensors' save_file) replace the temp file with their own 0600 one
+        # mkstemp creates 0600, and some writers (safetensors' save_file) replace the temp file with their own
+        # 0600 one: saved label maps and models get the permissions a plain open() would, set at the end.
         os.chmod(tmp_path, mode)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
